@@ -1,0 +1,16 @@
+"""The whole lab: kernel, network, Docker, firewall, rootless users, then the swarm.
+
+    pyinfra inventories/lab.py deploys/swarm.py
+"""
+
+from swarmlab.deploy.docker import install_docker
+from swarmlab.deploy.firewall import swarm_firewall
+from swarmlab.deploy.kernel import kernel_prerequisites
+from swarmlab.deploy.network import static_address
+from swarmlab.deploy.swarm import form_swarm
+
+kernel_prerequisites()
+static_address()
+install_docker()
+swarm_firewall()
+form_swarm()

@@ -1,0 +1,174 @@
+"""The `swarmlab` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from swarmlab import pipeline
+from swarmlab.containerlab import provider
+from swarmlab.containerlab.docker_cli import DockerError
+from swarmlab.containerlab.image import ImageError
+from swarmlab.spec import LabSpec, SpecError, load_spec
+from swarmlab.state import PROJECT_ROOT
+
+CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
+EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError)
+
+spec_option = click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
+    help="Lab spec (default: labs/local.yaml for the container lab).",
+)
+
+
+def _load(spec_path: Path | None, default: Path = CONTAINER_LAB) -> tuple[LabSpec, Path]:
+    path = (spec_path or Path(os.environ.get("SWARMLAB_SPEC", default))).resolve()
+    spec = load_spec(path)
+    for warning in spec.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    return spec, path
+
+
+def _fail(err: Exception) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="swarmlab")
+def main() -> None:
+    """Provision and verify a Docker Swarm lab from one lab spec."""
+
+
+@main.command()
+@click.argument("spec_path", type=click.Path(path_type=Path))
+def validate(spec_path: Path) -> None:
+    """Check a lab spec; touch no host."""
+    try:
+        spec, _ = _load(spec_path)
+    except SpecError as err:
+        _fail(err)
+    click.echo(
+        f"{spec_path}: ok — lab {spec.name}, {len(spec.managers)} manager(s), "
+        f"{len(spec.workers)} worker(s) on {spec.network.subnet}"
+    )
+
+
+@main.command()
+@spec_option
+@click.option("--verify/--no-verify", default=True, help="Run the testinfra suite at the end.")
+def up(spec_path: Path | None, verify: bool) -> None:
+    """Container lab: nodes up -> deploy -> verify -> summary."""
+    try:
+        spec, path = _load(spec_path)
+        pipeline.nodes_up(spec)
+        deploy_and_verify(spec, path, verify)
+    except EXPECTED as err:
+        _fail(err)
+
+
+@main.command()
+@spec_option
+@click.option("--verify/--no-verify", default=True)
+def deploy(spec_path: Path | None, verify: bool) -> None:
+    """Any lab (VMs, servers): pyinfra deploy -> verify -> summary, via inventories/lab.py."""
+    try:
+        spec, path = _load(spec_path, PROJECT_ROOT / "lab.yaml")
+        deploy_and_verify(spec, path, verify)
+    except EXPECTED as err:
+        _fail(err)
+
+
+@main.command("verify")
+@spec_option
+def verify_cmd(spec_path: Path | None) -> None:
+    """Run the testinfra suite against the spec's hosts."""
+    try:
+        spec, path = _load(spec_path)
+        result = _verify(spec, path)
+    except EXPECTED as err:
+        _fail(err)
+    click.echo(pipeline.summary_line(None, result, len(spec.nodes)))
+    sys.exit(1 if result.failed else 0)
+
+
+def deploy_and_verify(spec: LabSpec, path: Path, verify: bool) -> None:
+    with pipeline.phase("deploy") as info:
+        result = pipeline.run_deploy(spec, path)
+        info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
+    if result.failed_hosts:
+        click.echo(f"deploy failed on {', '.join(result.failed_hosts)}:", err=True)
+        click.echo(pipeline.tail(result.log, 30), err=True)
+    checked = None
+    if verify and not result.failed_hosts:
+        checked = _verify(spec, path)
+    click.echo(pipeline.summary_line(result, checked, len(spec.nodes)))
+    if result.failed_hosts or (checked and checked.failed):
+        sys.exit(1)
+
+
+def _verify(spec: LabSpec, path: Path) -> pipeline.VerifyResult:
+    with pipeline.phase("verify") as info:
+        result = pipeline.run_verify(spec, path)
+        info["detail"] = f"passed={result.passed} failed={result.failed} skipped={result.skipped}"
+    for reason in result.skip_reasons:
+        click.echo(f"  skipped: {reason}")
+    if result.failed:
+        click.echo(f"  failures: see {result.report.parent / 'verify.log'}", err=True)
+    return result
+
+
+@main.command()
+@spec_option
+def down(spec_path: Path | None) -> None:
+    """Remove the lab's containers, network and volumes (this lab only)."""
+    try:
+        spec, _ = _load(spec_path)
+        provider.ensure_engine()
+        gone = provider.remove_lab(spec.name)
+    except EXPECTED as err:
+        _fail(err)
+    click.echo(
+        f"lab {spec.name}: removed {gone['containers']} containers, {gone['networks']} networks, "
+        f"{gone['volumes']} volumes"
+    )
+
+
+@main.command()
+@spec_option
+def status(spec_path: Path | None) -> None:
+    """Show the lab's node containers."""
+    try:
+        spec, _ = _load(spec_path)
+        containers = {c["Config"]["Labels"].get(provider.NODE_LABEL): c
+                      for c in provider.lab_containers(spec.name)}
+    except EXPECTED as err:
+        _fail(err)
+    for node in spec.nodes:
+        c = containers.get(node.name)
+        state = c["State"]["Status"] if c else "absent"
+        click.echo(f"{node.name:<12} {node.role:<8} {node.distro:<13} {node.ip:<15} {state}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@spec_option
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
+    """Open a shell (or run COMMAND) on a container-lab node as the lab user."""
+    try:
+        spec, _ = _load(spec_path)
+        target = spec.node(node)
+    except KeyError:
+        _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
+    except EXPECTED as err:
+        _fail(err)
+    argv = provider.ssh_command(spec, target) + list(command)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()

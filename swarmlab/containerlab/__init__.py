@@ -1,0 +1,1 @@
+"""The container lab: systemd node containers on a local Docker engine."""

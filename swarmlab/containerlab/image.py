@@ -1,0 +1,117 @@
+"""Node images for the container lab: a bare systemd machine with sshd, python3 and sudo.
+
+Debian images are built offline-friendly with debootstrap and `docker import`ed; the tag
+carries a hash of everything that shapes the image, so an unchanged recipe is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmlab.containerlab import docker_cli
+from swarmlab.distros import DISTROS
+
+MIRROR = os.environ.get("SWARMLAB_MIRROR", "http://deb.debian.org/debian")
+IMAGE_REPO = "swarmlab/node"
+NODE_USER = "lab"  # the non-root sudo user pyinfra connects as
+NODE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "python3",
+    "iproute2", "ca-certificates", "netbase",
+)
+
+# Commands run in the rootfs after debootstrap (chroot). Part of the content hash.
+SETUP_SCRIPT = f"""
+set -eu
+useradd --create-home --shell /bin/bash {NODE_USER}
+echo '{NODE_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{NODE_USER}
+chmod 0440 /etc/sudoers.d/{NODE_USER}
+install -d -m 0700 -o {NODE_USER} -g {NODE_USER} /home/{NODE_USER}/.ssh
+# fresh host keys per node, made at first boot
+rm -f /etc/ssh/ssh_host_*
+mkdir -p /etc/systemd/system/ssh.service.d
+printf '[Service]\\nExecStartPre=\\nExecStartPre=/usr/bin/ssh-keygen -A\\nExecStartPre=/usr/sbin/sshd -t\\n' \
+  > /etc/systemd/system/ssh.service.d/keygen.conf
+systemctl enable ssh.service
+# a container has no consoles or udev to wait for
+systemctl mask getty@tty1.service console-getty.service systemd-udevd.service \
+  systemd-udev-trigger.service systemd-modules-load.service sys-kernel-config.mount \
+  systemd-firstboot.service systemd-remount-fs.service
+echo 'APT::Install-Recommends "false";' > /etc/apt/apt.conf.d/90swarmlab-norecommends
+: > /etc/machine-id
+rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+"""
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    """A node image recipe for one distro."""
+
+    distro: str
+
+    @property
+    def suite(self) -> str:
+        base = DISTROS[self.distro].node_image_base
+        if not base.startswith("debootstrap:"):
+            raise ImageError(
+                f"{self.distro}: the container lab builds this distro from the base image "
+                f"{base!r}, which needs a reachable container registry; none is reachable "
+                "here. Use debian-12 or debian-13 nodes for the container lab."
+            )
+        return base.split(":", 1)[1]
+
+    @property
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.suite, MIRROR, ",".join(NODE_PACKAGES), SETUP_SCRIPT):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:12]
+
+    @property
+    def tag(self) -> str:
+        return f"{IMAGE_REPO}:{self.distro}-{self.content_hash}"
+
+
+class ImageError(RuntimeError):
+    """The node image cannot be built here."""
+
+
+def ensure_image(image: NodeImage, log=print) -> bool:
+    """Build the image unless a tag with the same content hash exists. True if built."""
+    if docker_cli.image_exists(image.tag):
+        return False
+    if shutil.which("debootstrap") is None:
+        raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
+    if os.geteuid() != 0:
+        raise ImageError("building a node image needs root (debootstrap); run as root")
+    with tempfile.TemporaryDirectory(prefix="swarmlab-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        log(f"debootstrap {image.suite} from {MIRROR}")
+        _run([
+            "debootstrap", "--variant=minbase", f"--include={','.join(NODE_PACKAGES)}",
+            image.suite, str(rootfs), MIRROR,
+        ])
+        _run(["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT])
+        tar = Path(tmp) / "rootfs.tar"
+        _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."])
+        _run([
+            "docker", "import",
+            "-c", "ENV container=docker",
+            "-c", 'CMD ["/sbin/init"]',
+            "--message", f"swarmlab node {image.distro} {image.content_hash}",
+            str(tar), image.tag,
+        ])
+    return True
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise ImageError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n{tail}")

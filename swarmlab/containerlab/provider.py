@@ -1,0 +1,209 @@
+"""Start and stop the container lab's nodes: one systemd container per spec node."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmlab.containerlab import docker_cli
+from swarmlab.containerlab.docker_cli import docker
+from swarmlab.containerlab.image import NODE_USER, NodeImage
+from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.state import lab_state_dir
+
+LAB_LABEL = "swarmlab.lab"
+NODE_LABEL = "swarmlab.node"
+
+# What a systemd node with a nested dockerd needs on this kind of host (no --privileged).
+NODE_RUN_FLAGS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined",
+    "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "--device-cgroup-rule", "a *:* rwm",
+    "--cgroupns", "host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "--device", "/dev/net/tun",
+    "--stop-signal", "SIGRTMIN+3",
+)
+
+
+class ProviderError(RuntimeError):
+    """The container lab cannot be brought up as asked."""
+
+
+@dataclass(frozen=True)
+class LabNames:
+    """Docker object names for one lab."""
+
+    lab: str
+
+    @property
+    def network(self) -> str:
+        return f"swarmlab-{self.lab}"
+
+    def container(self, node: str) -> str:
+        return f"swarmlab-{self.lab}-{node}"
+
+    def volume(self, node: str) -> str:
+        return f"swarmlab-{self.lab}-{node}-docker"
+
+
+def ssh_keypair(spec: LabSpec) -> Path:
+    """The lab's SSH private key, generated on first use."""
+    state = lab_state_dir(spec.name)
+    key = state / "id_ed25519"
+    if not key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"swarmlab-{spec.name}",
+             "-f", str(key)],
+            check=True,
+        )
+    return key
+
+
+def ensure_network(spec: LabSpec) -> bool:
+    """Create the lab's bridge network on the spec subnet. True if created."""
+    names = LabNames(spec.name)
+    existing = docker_cli.inspect(*docker("network", "ls", "-q").split())
+    for net in existing:
+        configs = (net.get("IPAM") or {}).get("Config") or []
+        subnets = {c.get("Subnet") for c in configs}
+        labels = net.get("Labels") or {}
+        if net["Name"] == names.network:
+            if spec.network.subnet in subnets and labels.get(LAB_LABEL) == spec.name:
+                return False
+            _remove_stale_network(net, f"its subnet {sorted(subnets)} differs from the spec")
+        elif spec.network.subnet in subnets:
+            if LAB_LABEL in labels and not net.get("Containers"):
+                _remove_stale_network(net, "an earlier swarmlab lab left it unused")
+            else:
+                raise ProviderError(
+                    f"network.subnet {spec.network.subnet} is already used by docker network "
+                    f"{net['Name']!r}; remove it or choose another subnet in the spec"
+                )
+    docker(
+        "network", "create", "--driver", "bridge",
+        "--subnet", spec.network.subnet, "--gateway", spec.network.gateway,
+        "--label", f"{LAB_LABEL}={spec.name}",
+        names.network,
+    )
+    return True
+
+
+def _remove_stale_network(net: dict, why: str) -> None:
+    for cid in (net.get("Containers") or {}):
+        docker("rm", "-f", cid, check=False)
+    docker("network", "rm", net["Name"])
+    print(f"removed docker network {net['Name']} ({why})")
+
+
+def node_running(spec: LabSpec, node: NodeSpec) -> bool:
+    name = LabNames(spec.name).container(node.name)
+    info = docker_cli.inspect(name) if docker("ps", "-aq", "--filter", f"name=^{name}$").strip() else []
+    return bool(info) and info[0]["State"]["Running"]
+
+
+def start_node(spec: LabSpec, node: NodeSpec, image: NodeImage) -> bool:
+    """Run the node container unless it already runs from the same image. True if started."""
+    names = LabNames(spec.name)
+    name = names.container(node.name)
+    if docker("ps", "-aq", "--filter", f"name=^{name}$").strip():
+        info = docker_cli.inspect(name)[0]
+        same = info["Config"]["Image"] == image.tag
+        ip_ok = (
+            info["NetworkSettings"]["Networks"].get(names.network, {}).get("IPAddress") == node.ip
+        )
+        if info["State"]["Running"] and same and ip_ok:
+            return False
+        if not info["State"]["Running"] and same and ip_ok:
+            docker("start", name)
+            return True
+        docker("rm", "-f", name)
+    args = [
+        "run", "-d", "--name", name, "--hostname", node.name,
+        "--network", names.network, "--ip", node.ip,
+        "--label", f"{LAB_LABEL}={spec.name}", "--label", f"{NODE_LABEL}={node.name}",
+        *NODE_RUN_FLAGS,
+        "-v", f"{names.volume(node.name)}:/var/lib/docker",
+    ]
+    if node.cpus:
+        args += ["--cpus", str(node.cpus)]
+    if node.memory:
+        args += ["--memory", f"{node.memory}m"]
+    docker("volume", "create", "--label", f"{LAB_LABEL}={spec.name}", names.volume(node.name))
+    docker(*args, image.tag)
+    return True
+
+
+def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, timeout: float = 90.0) -> None:
+    """Wait for systemd and sshd, then authorize the lab key for the node user."""
+    name = LabNames(spec.name).container(node.name)
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = docker("exec", name, "systemctl", "is-system-running", check=False).strip()
+        if state in ("running", "degraded") and _port_open(node.ip, 22):
+            break
+        time.sleep(0.5)
+    else:
+        raise ProviderError(
+            f"node {node.name}: not ready after {timeout:.0f}s (systemd state {state!r}); "
+            f"see: docker logs {name}"
+        )
+    home = f"/home/{NODE_USER}/.ssh/authorized_keys"
+    docker(
+        "exec", "-i", name, "sh", "-c",
+        f"cat > {home} && chown {NODE_USER}:{NODE_USER} {home} && chmod 600 {home}",
+        input=pubkey,
+    )
+
+
+def _port_open(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def lab_containers(lab: str) -> list[dict]:
+    return docker_cli.inspect(*docker_cli.ids("container", f"{LAB_LABEL}={lab}"))
+
+
+def remove_lab(lab: str) -> dict[str, int]:
+    """Remove the containers, network and volumes of one lab; counts of what went."""
+    label = f"{LAB_LABEL}={lab}"
+    containers = docker_cli.ids("container", label)
+    if containers:
+        docker("rm", "-f", "-v", *containers)
+    networks = docker_cli.ids("network", label)
+    for net in networks:
+        docker("network", "rm", net, check=False)
+    volumes = docker_cli.ids("volume", label)
+    if volumes:
+        docker("volume", "rm", "-f", *volumes)
+    return {"containers": len(containers), "networks": len(networks), "volumes": len(volumes)}
+
+
+def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
+    key = lab_state_dir(spec.name) / "id_ed25519"
+    return [
+        "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        f"{NODE_USER}@{node.ip}",
+    ]
+
+
+def ensure_engine() -> None:
+    if not docker_cli.engine_available():
+        raise ProviderError(
+            "no Docker engine answers on this machine: install docker.io and start dockerd "
+            "(make lab does both as root)"
+        )
+
+

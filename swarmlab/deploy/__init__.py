@@ -1,0 +1,1 @@
+"""Reusable pyinfra deploys; the files in deploys/ call these."""

@@ -1,0 +1,45 @@
+"""The spec and node a deploy runs for, read from the inventory's host data."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.facts.server import LinuxDistribution
+
+from swarmlab.distros import Distro, distro_from_os_release
+from swarmlab.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.state import PROJECT_ROOT
+
+TEMPLATES = PROJECT_ROOT / "templates"
+
+
+@lru_cache(maxsize=8)
+def _spec(path: str) -> LabSpec:
+    return load_spec(path)
+
+
+def lab_spec() -> LabSpec:
+    """The spec named by the host's `lab_spec_path` data (set by inventories/lab.py)."""
+    path = host.data.get("lab_spec_path")
+    if not path:
+        raise RuntimeError(
+            f"{host.name}: no lab_spec_path in host data; use inventories/lab.py as inventory"
+        )
+    return _spec(str(Path(path)))
+
+
+def lab_node() -> NodeSpec:
+    return lab_spec().node(host.data.lab_node)
+
+
+def template(name: str) -> str:
+    return str(TEMPLATES / name)
+
+
+def host_distro() -> Distro | None:
+    """The supported distro the host really runs (from /etc/os-release), or None."""
+    info = host.get_fact(LinuxDistribution)
+    meta = info.get("release_meta") or {}
+    return distro_from_os_release(meta.get("ID", ""), meta.get("VERSION_ID", ""))

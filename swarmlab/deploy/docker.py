@@ -1,0 +1,161 @@
+"""Docker Engine with the buildx and compose v2 plugins, from Docker's repository or the distro."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebArch
+from pyinfra.operations import apt, files, server, systemd
+
+from swarmlab.deploy.context import host_distro, lab_node, lab_spec, template
+from swarmlab.deploy.ops import fail, pacman_sync_install
+from swarmlab.distros import (
+    DOCKER_APT_KEY,
+    DOCKER_APT_REPO,
+    DOCKER_KEYRING,
+    DOCKER_PACKAGES,
+    Distro,
+)
+from swarmlab.spec import LabSpec
+
+APT_CACHE_TIME = 3600
+
+
+
+
+def daemon_config(spec: LabSpec) -> dict:
+    """daemon.json content: log settings, live-restore off under swarm, extra spec keys."""
+    cfg: dict = {"log-driver": spec.docker.log_driver}
+    if spec.docker.log_opts:
+        cfg["log-opts"] = dict(spec.docker.log_opts)
+    if spec.swarm.enabled:
+        cfg["live-restore"] = False  # not compatible with swarm mode
+    cfg.update(spec.docker.daemon)
+    return cfg
+
+
+def checked_distro() -> Distro | None:
+    """The host's distro if supported and as the spec says; else fail the host and None."""
+    node = lab_node()
+    distro = host_distro()
+    if distro is None:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: unsupported OS (not one of ubuntu-22.04/24.04, debian-12/13, "
+            "manjaro); swarmlab cannot provision it",
+        )
+        return None
+    if distro.key != node.distro:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
+            f"{distro.key}; fix nodes[].distro in the spec",
+        )
+        return None
+    return distro
+
+
+@deploy("Apt lock wait")
+def apt_lock_wait() -> None:
+    """Make every apt/dpkg call wait (bounded) for a lock held by another process."""
+    files.put(
+        name="apt waits for the dpkg lock (unattended-upgrades, cloud-init)",
+        src=template("apt-lock-timeout.conf"),
+        dest="/etc/apt/apt.conf.d/90swarmlab-lock-timeout",
+        mode="0644",
+    )
+
+
+@deploy("Docker Engine")
+def install_docker() -> None:
+    spec = lab_spec()
+    distro = checked_distro()
+    if distro is None:
+        return
+    source = spec.docker_source(lab_node())
+    pkgs = DOCKER_PACKAGES.get((distro.key, source))
+    if pkgs is None or pkgs.missing:
+        gaps = "; ".join(pkgs.missing.values()) if pkgs else f"no {source!r} packages"
+        fail(
+            name="Docker packages available",
+            message=f"{host.name}: {distro.key} with docker.source={source} cannot give Docker "
+            f"with buildx and compose v2: {gaps}. Fix: set docker.source: official in the spec "
+            "(Docker's repository) — swarmlab never installs compose v1",
+        )
+        return
+
+    files.directory(name="/etc/docker", path="/etc/docker", mode="0755")
+    daemon_json = _daemon_json(spec)
+
+    if distro.family == "apt":
+        apt_lock_wait()
+        if source == "official":
+            _docker_apt_repo(distro)
+        installed = apt.packages(
+            name="Docker packages",
+            packages=_pinned(pkgs.install, spec.docker.version),
+            update=True,
+            cache_time=APT_CACHE_TIME,
+            no_recommends=True,
+        )
+    else:
+        installed = pacman_sync_install(name="Docker packages (full sync)",
+                                        packages=list(pkgs.install))
+
+    systemd.service(
+        name="docker service running and enabled",
+        service="docker.service",
+        running=True,
+        enabled=True,
+    )
+    systemd.service(
+        name="restart docker for the new daemon.json",
+        service="docker.service",
+        restarted=True,
+        _if=[daemon_json.did_change, installed.did_not_change],
+    )
+    for user in spec.docker.users:
+        server.user(name=f"{user} in the docker group", user=user, groups=["docker"], append=True)
+
+
+def _pinned(packages: tuple[str, ...], version: str | None) -> list[str]:
+    if not version:
+        return list(packages)
+    return [f"{p}={version}" if p in ("docker-ce", "docker-ce-cli") else p for p in packages]
+
+
+def _docker_apt_repo(distro: Distro) -> None:
+    pkgs = DOCKER_PACKAGES[(distro.key, "official")]
+    apt.packages(name="Remove conflicting packages", packages=list(pkgs.remove_first),
+                 present=False)
+    apt.packages(name="Repository prerequisites", packages=["ca-certificates", "curl"],
+                 update=True, cache_time=APT_CACHE_TIME, no_recommends=True)
+    files.directory(name="/etc/apt/keyrings", path="/etc/apt/keyrings", mode="0755")
+    files.download(
+        name="Docker's signing key",
+        src=DOCKER_APT_KEY.format(os_id=distro.os_id),
+        dest=DOCKER_KEYRING,
+        mode="0644",
+    )
+    arch = host.get_fact(DebArch) or "amd64"
+    repo = files.template(
+        name="Docker's apt repository",
+        src=template("docker.sources.j2"),
+        dest="/etc/apt/sources.list.d/docker.sources",
+        mode="0644",
+        repo_url=DOCKER_APT_REPO.format(os_id=distro.os_id),
+        codename=distro.codename,
+        arch=arch,
+        keyring=DOCKER_KEYRING,
+    )
+    apt.update(name="apt update for Docker's repository", _if=repo.did_change)
+
+
+def _daemon_json(spec: LabSpec):
+    return files.template(
+        name="daemon.json",
+        src=template("daemon.json.j2"),
+        dest="/etc/docker/daemon.json",
+        mode="0644",
+        config=daemon_config(spec),
+    )

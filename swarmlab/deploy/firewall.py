@@ -1,0 +1,99 @@
+"""Swarm ports open to the lab subnet only (plus SSH): ufw or nftables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files, server, systemd
+
+from swarmlab.deploy.context import lab_spec, template
+from swarmlab.deploy.docker import APT_CACHE_TIME, apt_lock_wait, checked_distro
+from swarmlab.deploy.ops import pacman_sync_install, ufw_enabled, ufw_rule
+from swarmlab.distros import FIREWALL_PACKAGES, Distro
+from swarmlab.spec import LabSpec
+
+NFT_FILE = "/etc/swarmlab/firewall.nft"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allowed flow: proto (tcp/udp/esp) and port (None for esp), from `source`."""
+
+    proto: str
+    port: int | None
+    source: str | None  # None: from anywhere
+    why: str
+
+    def ufw(self) -> str:
+        """The rule as `ufw show added` prints it (without the leading `ufw`)."""
+        if self.proto == "esp":
+            return f"allow from {self.source} proto esp"
+        if self.source is None:
+            return f"allow {self.port}/{self.proto}"
+        return f"allow from {self.source} to any port {self.port} proto {self.proto}"
+
+
+def firewall_rules(spec: LabSpec) -> list[Rule]:
+    """SSH from anywhere; swarm ports (and ESP when an overlay is encrypted) from the lab subnet."""
+    subnet = spec.network.subnet
+    rules = [Rule("tcp", spec.firewall.ssh_port, None, "SSH")]
+    if spec.swarm.enabled:
+        rules += [
+            Rule("tcp", 2377, subnet, "swarm cluster management"),
+            Rule("tcp", 7946, subnet, "swarm node gossip"),
+            Rule("udp", 7946, subnet, "swarm node gossip"),
+            Rule("udp", spec.swarm.data_path_port, subnet, "overlay VXLAN data path"),
+        ]
+        if any(o.encrypted for o in spec.swarm.overlays):
+            rules.append(Rule("esp", None, subnet, "encrypted overlay (IPsec ESP)"))
+    if spec.docker.tls:
+        rules.append(Rule("tcp", 2376, subnet, "Docker API over TLS"))
+    return rules
+
+
+def backend_for(spec: LabSpec, distro: Distro) -> str:
+    return distro.firewall_backend if spec.firewall.backend == "auto" else spec.firewall.backend
+
+
+@deploy("Swarm firewall")
+def swarm_firewall() -> None:
+    spec = lab_spec()
+    distro = checked_distro()
+    if distro is None:
+        return
+    backend = backend_for(spec, distro)
+    if backend == "none":
+        return
+    rules = firewall_rules(spec)
+    packages = list(FIREWALL_PACKAGES[backend])
+    if distro.family == "apt":
+        apt_lock_wait()
+        apt.packages(name=f"{backend} package", packages=packages, update=True,
+                     cache_time=APT_CACHE_TIME, no_recommends=True)
+    else:
+        pacman_sync_install(name=f"{backend} package", packages=packages)
+
+    if backend == "ufw":
+        # ufw leaves Docker's chains alone; note that it does not filter published
+        # container ports (Docker's DNAT bypasses INPUT): filter those in DOCKER-USER.
+        for rule in rules:
+            ufw_rule(name=f"ufw: {rule.why} {rule.proto}/{rule.port or '-'}", rule=rule.ufw())
+        ufw_enabled(name="ufw enabled")
+    else:
+        conf = files.template(
+            name="nftables swarm table",
+            src=template("firewall.nft.j2"),
+            dest=NFT_FILE,
+            mode="0600",
+            rules=rules,
+            subnet=spec.network.subnet,
+        )
+        files.line(
+            name="nftables.conf includes the swarm table",
+            path="/etc/nftables.conf",
+            line=f'include "{NFT_FILE}"',
+        )
+        server.shell(name="load the swarm table", commands=[f"nft -f {NFT_FILE}"],
+                     _if=conf.did_change)
+        systemd.service(name="nftables at boot", service="nftables.service", enabled=True)

@@ -1,0 +1,188 @@
+"""Form the swarm from the spec: init, join, reconcile members, overlay networks.
+
+Every host declares the same operations in the same order (pyinfra orders operations that
+only some hosts run by line, which could put a join before the init); each operation
+decides at execution time, from live facts, whether this host has anything to do.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger, state
+from pyinfra.api import HiddenValue, StringCommand, deploy, operation
+from pyinfra.facts.server import Command
+
+from swarmlab.deploy.context import lab_node, lab_spec
+from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.spec import LabSpec, OverlaySpec
+
+SWARM_PORT = 2377
+DEFAULT_DATA_PATH_PORT = 4789
+
+
+def init_command(spec: LabSpec, ip: str) -> str:
+    cmd = f"docker swarm init --advertise-addr {ip} --listen-addr {ip}:{SWARM_PORT}"
+    if spec.swarm.data_path_port != DEFAULT_DATA_PATH_PORT:
+        cmd += f" --data-path-port {spec.swarm.data_path_port}"
+    for pool in spec.swarm.default_addr_pool:
+        cmd += f" --default-addr-pool {pool}"
+    if spec.swarm.default_addr_pool:
+        cmd += f" --default-addr-pool-mask-length {spec.swarm.default_addr_pool_mask_length}"
+    return cmd
+
+
+def overlay_command(net: OverlaySpec) -> str:
+    cmd = "docker network create --driver overlay"
+    if net.subnet:
+        cmd += f" --subnet {net.subnet}"
+    if net.encrypted:
+        cmd += " --opt encrypted"
+    if net.attachable:
+        cmd += " --attachable"
+    for key, value in sorted(net.labels.items()):
+        cmd += f" --label {key}={value}"
+    return f"{cmd} {net.name}"
+
+
+def in_swarm_of(info: dict, manager_ip: str) -> bool:
+    """True when the node is active in the swarm that `manager_ip` manages."""
+    if info.get("LocalNodeState") != "active":
+        return False
+    remotes = {m.get("Addr") for m in info.get("RemoteManagers") or []}
+    return f"{manager_ip}:{SWARM_PORT}" in remotes
+
+
+def reconcile_commands(spec: LabSpec, nodes: list[dict]) -> list[str]:
+    """Manager-side fixes: drop stale/removed Down nodes, set roles and labels from the spec."""
+    wanted = {n.name: n for n in spec.nodes}
+    ready_names = {
+        n["Description"]["Hostname"] for n in nodes if n["Status"]["State"] == "ready"
+    }
+    cmds: list[str] = []
+    for n in nodes:
+        name, down = n["Description"]["Hostname"], n["Status"]["State"] != "ready"
+        if not down:
+            continue
+        if name not in wanted or name in ready_names:
+            why = "not in the spec" if name not in wanted else "replaced by a newer member"
+            logger.info(f"{host.print_prefix}removing swarm node {name} ({n['ID'][:12]}): Down, {why}")
+            if n["Spec"]["Role"] == "manager":
+                cmds.append(f"docker node demote {n['ID']}")
+            cmds.append(f"docker node rm --force {n['ID']}")
+    for n in nodes:
+        name = n["Description"]["Hostname"]
+        if name not in wanted or n["Status"]["State"] != "ready":
+            continue
+        node = wanted[name]
+        if n["Spec"]["Role"] != node.role:
+            verb = "promote" if node.role == "manager" else "demote"
+            cmds.append(f"docker node {verb} {n['ID']}")
+        labels = n["Spec"].get("Labels") or {}
+        for key, value in sorted(node.labels.items()):
+            if labels.get(key) != value:
+                cmds.append(f"docker node update --label-add {key}={value} {n['ID']}")
+    return cmds
+
+
+@operation()
+def swarm_init(is_first: bool, command: str):
+    """On the first manager: `docker swarm init` unless it is already active."""
+    if not is_first:
+        return
+    info = host.get_fact(SwarmInfo)
+    node_state = info.get("LocalNodeState")
+    if node_state == "active":
+        return
+    if node_state in ("pending", "error", "locked"):
+        logger.warning(f"{host.print_prefix}swarm state {node_state!r}: leaving before init")
+        yield "docker swarm leave --force"
+    yield command
+
+
+@operation()
+def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
+    """Join as `role` with a token read from the first manager during this run."""
+    if role is None:
+        return
+    info = host.get_fact(SwarmInfo)
+    if in_swarm_of(info, manager_ip):
+        return
+    node_state = info.get("LocalNodeState")
+    if node_state and node_state != "inactive":
+        remotes = [m.get("Addr") for m in info.get("RemoteManagers") or []]
+        logger.warning(
+            f"{host.print_prefix}in another swarm or stale (state {node_state}, managers "
+            f"{remotes}): leaving it to join {manager_ip}"
+        )
+        yield "docker swarm leave --force"
+    if not state.is_executing:
+        yield f"docker swarm join --token <read from {manager_name} at run time> {manager_ip}"
+        return
+    manager = state.inventory.get_host(manager_name)
+    token = manager.get_fact(Command, command=f"docker swarm join-token -q {role}", _sudo=True)
+    yield StringCommand(
+        "docker", "swarm", "join", "--token", HiddenValue(token.strip()),
+        "--advertise-addr", ip, "--listen-addr", f"{ip}:{SWARM_PORT}",
+        f"{manager_ip}:{SWARM_PORT}",
+    )
+
+
+@operation()
+def swarm_reconcile(is_first: bool, spec_path: str):
+    """On the first manager: remove stale members, apply spec roles and labels."""
+    if not is_first:
+        return
+    yield from reconcile_commands(lab_spec(), host.get_fact(SwarmNodes))
+
+
+@operation()
+def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | None,
+                    encrypted: bool, attachable: bool):
+    """On the first manager: create the overlay network unless it exists."""
+    if not is_first:
+        return
+    name = net_name
+    nets = host.get_fact(OverlayNetworks)
+    if name not in nets:
+        yield command
+        return
+    net = nets[name]
+    have_subnet = {c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []}
+    have_enc = "encrypted" in (net.get("Options") or {})
+    if (subnet and subnet not in have_subnet) or have_enc != encrypted or \
+            bool(net.get("Attachable")) != attachable:
+        logger.warning(
+            f"{host.print_prefix}overlay {name} exists with other settings (subnet "
+            f"{sorted(have_subnet)}, encrypted={have_enc}, attachable={net.get('Attachable')}); "
+            "Docker cannot change them in place: remove it (docker network rm) and re-run"
+        )
+
+
+@deploy("Swarm")
+def form_swarm() -> None:
+    spec = lab_spec()
+    if not spec.swarm.enabled:
+        return
+    node = lab_node()
+    first = spec.first_manager
+    is_first = node.name == first.name
+    swarm_init(name="swarm init (first manager)", is_first=is_first,
+               command=init_command(spec, first.ip))
+    swarm_join(
+        name="swarm join",
+        role=None if is_first else node.role,
+        ip=node.ip,
+        manager_name=first.name,
+        manager_ip=first.ip,
+    )
+    swarm_reconcile(name="swarm members match the spec", is_first=is_first,
+                    spec_path=host.data.lab_spec_path)
+    for net in spec.swarm.overlays:
+        overlay_network(
+            name=f"overlay network {net.name}",
+            is_first=is_first,
+            net_name=net.name,
+            command=overlay_command(net),
+            subnet=net.subnet,
+            encrypted=net.encrypted,
+            attachable=net.attachable,
+        )

@@ -1,0 +1,144 @@
+"""Per-distro differences as data: one table per concern, read by the deploys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Distro:
+    """What a supported distro is and how it is managed."""
+
+    key: str  # spec name, e.g. "ubuntu-24.04"
+    os_id: str  # /etc/os-release ID
+    version_id: str  # /etc/os-release VERSION_ID ("" for rolling)
+    codename: str
+    family: str  # "apt" or "pacman"
+    default_docker_source: str  # "official" or "distro"
+    network_backend: str  # "netplan" or "networkmanager"
+    firewall_backend: str  # firewall.backend "auto" resolves to this
+    vagrant_box: str
+    vagrant_memory: int  # MiB
+    node_image_base: str  # how the container lab builds a node: "debootstrap:<suite>" or an image
+
+
+DISTROS: dict[str, Distro] = {
+    d.key: d
+    for d in (
+        Distro("ubuntu-22.04", "ubuntu", "22.04", "jammy", "apt", "official", "netplan", "ufw",
+               "bento/ubuntu-22.04", 2048, "ubuntu:22.04"),
+        Distro("ubuntu-24.04", "ubuntu", "24.04", "noble", "apt", "official", "netplan", "ufw",
+               "bento/ubuntu-24.04", 2048, "ubuntu:24.04"),
+        Distro("debian-12", "debian", "12", "bookworm", "apt", "distro", "netplan", "ufw",
+               "debian/bookworm64", 2048, "debootstrap:bookworm"),
+        Distro("debian-13", "debian", "13", "trixie", "apt", "distro", "netplan", "ufw",
+               "debian/trixie64", 2048, "debootstrap:trixie"),
+        # No maintained Manjaro box exists; this community box is documented in the README.
+        # Manjaro VMs hung at 4 GB in the reference notes and worked at 8 GB.
+        Distro("manjaro", "manjaro", "", "", "pacman", "distro", "networkmanager", "nftables",
+               "Zelec/manjarolinux", 8192, "manjarolinux/base"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class DockerPackages:
+    """Packages that give Docker Engine + buildx + compose v2 from one source."""
+
+    install: tuple[str, ...]
+    remove_first: tuple[str, ...] = ()
+    rootless: tuple[str, ...] = ()
+    # plugin -> why it is missing, for releases that do not package it
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+_OFFICIAL_APT = DockerPackages(
+    install=("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
+             "docker-compose-plugin"),
+    remove_first=("docker.io", "docker-doc", "docker-compose", "docker-compose-v2",
+                  "podman-docker", "containerd", "runc"),
+    rootless=("docker-ce-rootless-extras", "uidmap", "dbus-user-session", "slirp4netns"),
+)
+
+# (distro, source) -> packages. A missing key means the combination does not exist.
+DOCKER_PACKAGES: dict[tuple[str, str], DockerPackages] = {
+    ("ubuntu-22.04", "official"): _OFFICIAL_APT,
+    ("ubuntu-24.04", "official"): _OFFICIAL_APT,
+    ("debian-12", "official"): _OFFICIAL_APT,
+    ("debian-13", "official"): _OFFICIAL_APT,
+    ("ubuntu-22.04", "distro"): DockerPackages(
+        install=("docker.io", "docker-buildx", "docker-compose-v2"),
+        rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
+    ),
+    ("ubuntu-24.04", "distro"): DockerPackages(
+        install=("docker.io", "docker-buildx", "docker-compose-v2"),
+        rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
+    ),
+    ("debian-12", "distro"): DockerPackages(
+        install=("docker.io",),
+        rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
+        missing={
+            "buildx": "Debian 12 does not package docker-buildx",
+            "compose v2": "Debian 12 only packages docker-compose v1 (python), not the v2 plugin",
+        },
+    ),
+    ("debian-13", "distro"): DockerPackages(
+        # Debian 13 split the CLI out of docker.io (only a Recommends there)
+        install=("docker.io", "docker-cli", "docker-buildx", "docker-compose"),
+        rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
+    ),
+    ("manjaro", "distro"): DockerPackages(
+        install=("docker", "docker-buildx", "docker-compose"),
+        rootless=("rootlesskit", "slirp4netns", "fuse-overlayfs"),
+    ),
+}
+
+# Docker's apt repository, per distro os_id.
+DOCKER_APT_REPO = "https://download.docker.com/linux/{os_id}"
+DOCKER_APT_KEY = "https://download.docker.com/linux/{os_id}/gpg"
+DOCKER_KEYRING = "/etc/apt/keyrings/docker.asc"
+
+# Packages every node needs before the deploys run, per package family.
+BASE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "apt": ("ca-certificates", "curl", "iproute2", "kmod", "procps"),
+    "pacman": ("ca-certificates", "curl", "iproute2", "kmod", "procps-ng"),
+}
+
+NETWORK_PACKAGES: dict[str, tuple[str, ...]] = {
+    "netplan": ("netplan.io",),
+    "networkmanager": ("networkmanager",),
+}
+
+FIREWALL_PACKAGES: dict[str, tuple[str, ...]] = {
+    "ufw": ("ufw",),
+    "nftables": ("nftables",),
+    "none": (),
+}
+
+# Binaries Docker's rootless setup tool needs, and where each distro puts it.
+ROOTLESS_SETUPTOOL: dict[str, str] = {
+    "official": "/usr/bin/dockerd-rootless-setuptool.sh",
+    "distro-apt": "/usr/share/docker.io/contrib/dockerd-rootless-setuptool.sh",
+    "distro-pacman": "/usr/bin/dockerd-rootless-setuptool.sh",
+}
+
+
+def docker_packages(distro: str, source: str) -> DockerPackages:
+    """Packages for a distro/source pair; KeyError when the pair does not exist."""
+    return DOCKER_PACKAGES[(distro, source)]
+
+
+def docker_plugin_gaps(distro: str, source: str) -> list[str]:
+    """Plugins the distro/source pair cannot provide (empty when complete)."""
+    pkgs = DOCKER_PACKAGES.get((distro, source))
+    if pkgs is None:
+        return [f"any Docker packages from source {source!r}"] if distro in DISTROS else []
+    return sorted(pkgs.missing)
+
+
+def distro_from_os_release(os_id: str, version_id: str) -> Distro | None:
+    """Map /etc/os-release ID and VERSION_ID to a supported distro."""
+    for d in DISTROS.values():
+        if d.os_id == os_id.lower() and (not d.version_id or d.version_id == version_id):
+            return d
+    return None

@@ -1,0 +1,120 @@
+"""Turn a lab spec into pyinfra inventory groups (`managers`, `workers`) with host data.
+
+Connection settings come from, in order: the container lab's connection file (written by
+`swarmlab up`), a running Vagrant environment (python-vagrant's ssh-config), or the spec's
+IPs with the user's own SSH settings (`SWARMLAB_SSH_USER`, `SWARMLAB_SSH_KEY`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from swarmlab.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.state import PROJECT_ROOT, state_root
+
+DEFAULT_SPEC = PROJECT_ROOT / "lab.yaml"
+CONNECTION_FILE = "connection.json"
+
+HostEntry = tuple[str, dict[str, Any]]
+
+
+def spec_path() -> Path:
+    """The spec the inventory reads: `SWARMLAB_SPEC` or lab.yaml at the project root."""
+    return Path(os.environ.get("SWARMLAB_SPEC", DEFAULT_SPEC)).resolve()
+
+
+def container_connection(spec: LabSpec) -> dict[str, Any] | None:
+    """SSH settings written by the container lab provider, if this lab is a container lab."""
+    path = state_root() / spec.name / CONNECTION_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_container_connection(spec: LabSpec, data: dict[str, Any]) -> Path:
+    path = state_root() / spec.name / CONNECTION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def parse_ssh_config(text: str) -> dict[str, str]:
+    """Parse `vagrant ssh-config` output for one machine into lower-cased keys."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2:
+            out[parts[0].lower()] = parts[1].strip().strip('"')
+    return out
+
+
+def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
+    """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant."""
+    if not (root / ".vagrant").is_dir():
+        return {}
+    try:
+        import vagrant  # python-vagrant
+    except ImportError:  # pragma: no cover - declared dependency
+        return {}
+    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
+    v = vagrant.Vagrant(str(root), env=env, quiet_stderr=True, quiet_stdout=True)
+    try:
+        running = {s.name for s in v.status() if s.state == v.RUNNING}
+    except Exception:  # vagrant missing or environment broken: fall back to spec IPs
+        return {}
+    out = {}
+    for node in spec.nodes:
+        if node.name in running:
+            out[node.name] = ssh_data_from_config(parse_ssh_config(v.ssh_config(vm_name=node.name)))
+    return out
+
+
+def ssh_data_from_config(cfg: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ssh_hostname": cfg["hostname"],
+        "ssh_port": int(cfg.get("port", 22)),
+        "ssh_user": cfg.get("user", "vagrant"),
+        "ssh_strict_host_key_checking": "off",
+        "ssh_known_hosts_file": "/dev/null",
+    }
+    if "identityfile" in cfg:
+        data["ssh_key"] = cfg["identityfile"]
+    return data
+
+
+def host_data(spec: LabSpec, node: NodeSpec, path: Path, connection: dict[str, Any]) -> dict:
+    """pyinfra host data for one node: lab facts from the spec plus how to connect."""
+    data: dict[str, Any] = {
+        "ssh_hostname": node.ip,
+        "_sudo": True,
+        "lab_spec_path": str(path),
+        "lab_name": spec.name,
+        "lab_node": node.name,
+        "lab_ip": node.ip,
+        "lab_role": node.role,
+        "lab_distro": node.distro,
+    }
+    if os.environ.get("SWARMLAB_SSH_USER"):
+        data["ssh_user"] = os.environ["SWARMLAB_SSH_USER"]
+    if os.environ.get("SWARMLAB_SSH_KEY"):
+        data["ssh_key"] = os.environ["SWARMLAB_SSH_KEY"]
+    data.update(connection)
+    return data
+
+
+def lab_groups(path: Path | None = None) -> tuple[list[HostEntry], list[HostEntry]]:
+    """(managers, workers) host lists for a pyinfra inventory file."""
+    path = path or spec_path()
+    spec = load_spec(path)
+    container = container_connection(spec)
+    vagrant_hosts = {} if container else vagrant_connections(spec)
+
+    def entry(node: NodeSpec) -> HostEntry:
+        conn = dict(container or {})
+        conn.update(vagrant_hosts.get(node.name, {}))
+        return node.name, host_data(spec, node, path, conn)
+
+    return [entry(n) for n in spec.managers], [entry(n) for n in spec.workers]

@@ -1,0 +1,193 @@
+"""The lab pipeline: small named actions, each with a status line and its elapsed time.
+
+up = node image -> nodes -> deploy (pyinfra) -> verify (testinfra) -> summary line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarmlab.containerlab import provider
+from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
+from swarmlab.inventory import write_container_connection
+from swarmlab.spec import LabSpec
+from swarmlab.state import PROJECT_ROOT, lab_state_dir
+
+INVENTORY = PROJECT_ROOT / "inventories" / "lab.py"
+SWARM_DEPLOY = PROJECT_ROOT / "deploys" / "swarm.py"
+VERIFY_SUITE = PROJECT_ROOT / "swarmlab" / "verify"
+
+
+class PipelineError(RuntimeError):
+    """A phase failed; the message says which and where to look."""
+
+
+@dataclass
+class DeployResult:
+    hosts: int
+    changed: int  # operations that ran commands, over all hosts
+    failed_hosts: list[str]
+    seconds: float
+    log: Path
+    changed_ops: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyResult:
+    passed: int
+    failed: int
+    skipped: int
+    seconds: float
+    skip_reasons: list[str]
+    report: Path
+
+
+@contextmanager
+def phase(name: str, out: Callable[[str], None] = print) -> Iterator[dict]:
+    """Print `==> name ...` then `  ✓ name (1.2s) detail` or `  ✗ name`."""
+    out(f"==> {name}")
+    start = time.monotonic()
+    info: dict = {"detail": ""}
+    try:
+        yield info
+    except Exception:
+        out(f"  ✗ {name} ({time.monotonic() - start:.1f}s)")
+        raise
+    detail = f" {info['detail']}" if info["detail"] else ""
+    out(f"  ✓ {name} ({time.monotonic() - start:.1f}s){detail}")
+
+
+def nodes_up(spec: LabSpec, out: Callable[[str], None] = print) -> None:
+    """Container lab: image(s), network, node containers, SSH access."""
+    provider.ensure_engine()
+    with phase("node image", out) as info:
+        built = []
+        for distro in sorted({n.distro for n in spec.nodes}):
+            image = NodeImage(distro)
+            if ensure_image(image, log=lambda m: out(f"    {m}")):
+                built.append(image.tag)
+        info["detail"] = f"built {', '.join(built)}" if built else "cached"
+    with phase("nodes", out) as info:
+        key = provider.ssh_keypair(spec)
+        provider.ensure_network(spec)
+        started = [n.name for n in spec.nodes if provider.start_node(spec, n, NodeImage(n.distro))]
+        pubkey = key.with_suffix(".pub").read_text()
+        for node in spec.nodes:
+            provider.wait_ready(spec, node, pubkey)
+        write_container_connection(spec, {
+            "ssh_user": NODE_USER,
+            "ssh_key": str(key),
+            "ssh_strict_host_key_checking": "off",
+            "ssh_known_hosts_file": "/dev/null",
+        })
+        write_ssh_config(spec)
+        info["detail"] = f"started {', '.join(started)}" if started else "all running"
+
+
+def write_ssh_config(spec: LabSpec) -> Path:
+    """An OpenSSH config for the lab's nodes (testinfra's ssh backend and `swarmlab ssh`)."""
+    state = lab_state_dir(spec.name)
+    lines = []
+    for node in spec.nodes:
+        lines += [
+            f"Host {node.name}",
+            f"  HostName {node.ip}",
+            f"  User {NODE_USER}",
+            f"  IdentityFile {state / 'id_ed25519'}",
+            "  StrictHostKeyChecking no",
+            "  UserKnownHostsFile /dev/null",
+            "  LogLevel ERROR",
+            "",
+        ]
+    path = state / "ssh_config"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _env(spec_path: Path) -> dict[str, str]:
+    return dict(os.environ, SWARMLAB_SPEC=str(spec_path), PYTHONUNBUFFERED="1")
+
+
+def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
+               extra: list[str] | None = None) -> DeployResult:
+    """Run the pyinfra CLI exactly as a user would, with --json to count changes."""
+    log = lab_state_dir(spec.name) / f"deploy-{deploy.stem}.log"
+    cmd = [sys.executable, "-m", "pyinfra", "-y", "--json", str(INVENTORY), str(deploy),
+           *(extra or [])]
+    start = time.monotonic()
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                              env=_env(spec_path), cwd=PROJECT_ROOT)
+    seconds = time.monotonic() - start
+    try:
+        payload = json.loads(proc.stdout)
+        results = payload["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise PipelineError(
+            f"pyinfra did not finish (exit {proc.returncode}); its log: {log}\n"
+            + tail(log)
+        ) from None
+    changed_ops = [
+        f"{op['name']} on {','.join(op['success'])}" for op in results["operations"] if op["success"]
+    ]
+    failed = sorted(set(results["failed_hosts"]) | {
+        h for op in results["operations"] for h in op["error"]
+    })
+    return DeployResult(
+        hosts=len(spec.nodes),
+        changed=results["totals"]["success"],
+        failed_hosts=failed,
+        seconds=seconds,
+        log=log,
+        changed_ops=changed_ops,
+    )
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return "\n".join(f"    {line}" for line in text[-lines:])
+
+
+def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None) -> VerifyResult:
+    """Run the testinfra suite against the spec's hosts; parse its JUnit report."""
+    import xml.etree.ElementTree as ET
+
+    report = lab_state_dir(spec.name) / "verify-junit.xml"
+    cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",
+           f"--junitxml={report}", *(extra or [])]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
+    seconds = time.monotonic() - start
+    (lab_state_dir(spec.name) / "verify.log").write_text(proc.stdout + proc.stderr)
+    if not report.exists():
+        raise PipelineError(f"the verification did not run:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    root = ET.parse(report).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    total = int(suite.get("tests", 0))
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    skipped = int(suite.get("skipped", 0))
+    reasons = sorted({
+        (s.get("message") or "").strip() for s in root.iter("skipped")
+    })
+    return VerifyResult(
+        passed=total - failed - skipped, failed=failed, skipped=skipped, seconds=seconds,
+        skip_reasons=reasons, report=report,
+    )
+
+
+def summary_line(deploy: DeployResult | None, verify: VerifyResult | None, hosts: int) -> str:
+    changed = deploy.changed if deploy else 0
+    failed = len(deploy.failed_hosts) if deploy else 0
+    line = f"summary: hosts={hosts} changed={changed} failed={failed}"
+    if verify is not None:
+        line += f" verified={verify.passed}/{verify.passed + verify.failed}"
+        line += f" skipped={verify.skipped}"
+    return line
