@@ -26,7 +26,7 @@ NODE_RUN_FLAGS = (
     "--device-cgroup-rule", "a *:* rwm",
     "--cgroupns", "host",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
     "--device", "/dev/net/tun",
     "--stop-signal", "SIGRTMIN+3",
 )

@@ -44,6 +44,7 @@ KERNEL_MARKERS: dict[str, str] = {
     "vxlan": "[ -d /sys/module/vxlan ]",
     "ip_vs": "[ -e /proc/net/ip_vs ]",
     "xt_ipvs": "[ -d /sys/module/xt_ipvs ]",
+    "esp4": "[ -d /sys/module/esp4 ] || zcat /proc/config.gz 2>/dev/null | grep -q '^CONFIG_INET_ESP=y'",
 }
 
 

@@ -17,6 +17,7 @@ MODULE_FEATURES: dict[str, str] = {
     "vxlan": "swarm overlay networks (VXLAN data path)",
     "ip_vs": "swarm VIP load balancing and the ingress routing mesh (published service ports)",
     "xt_ipvs": "the routing mesh's iptables match on IPVS traffic",
+    "esp4": "encrypted overlay networks (IPsec ESP between nodes)",
 }
 
 SYSCTLS: dict[str, int] = {

@@ -1,0 +1,268 @@
+"""Swarm: membership, roles, ports, gwbridge/ingress, overlay data path, dnsrr, stacks."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from swarmlab.deploy.facts import KERNEL_MARKERS
+from swarmlab.deploy.kernel import MODULE_FEATURES
+from swarmlab.verify.conftest import require_kernel
+from swarmlab.verify.probe import IMAGE, LABEL
+
+
+def _swarm(host) -> dict:
+    return json.loads(host.check_output("docker info --format '{{json .Swarm}}'"))
+
+
+def _nodes(host) -> list[dict]:
+    out = host.check_output("docker node ls -q | xargs docker node inspect --format '{{json .}}'")
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_swarm_active_in_the_labs_cluster(host, node, spec):
+    info = _swarm(host)
+    assert info["LocalNodeState"] == "active", f"{node.name}: swarm state {info['LocalNodeState']}"
+    remotes = {m["Addr"] for m in info.get("RemoteManagers") or []}
+    assert f"{spec.first_manager.ip}:2377" in remotes, f"{node.name} is in another swarm: {remotes}"
+    assert info["NodeAddr"] == node.ip, f"advertised {info['NodeAddr']}, want the lab IP {node.ip}"
+
+
+def test_managers_share_one_cluster_id(spec, hosts):
+    ids = {m.name: _swarm(hosts[m.name])["Cluster"]["ID"] for m in spec.managers}
+    assert len(set(ids.values())) == 1, ids
+
+
+def test_manager_sees_every_spec_node_ready_with_its_role(spec, first_manager):
+    nodes = {n["Description"]["Hostname"]: n for n in _nodes(first_manager)
+             if n["Status"]["State"] == "ready"}
+    for node in spec.nodes:
+        assert node.name in nodes, f"{node.name} is not Ready in the swarm ({sorted(nodes)})"
+        seen = nodes[node.name]
+        assert seen["Spec"]["Role"] == node.role, f"{node.name} role {seen['Spec']['Role']}"
+        assert seen["Status"]["Addr"] == node.ip
+        for key, value in node.labels.items():
+            assert (seen["Spec"].get("Labels") or {}).get(key) == value, f"{node.name} label {key}"
+
+
+def test_managers_reachable(spec, first_manager):
+    if len(spec.managers) < 2:
+        pytest.skip("one manager in the spec: no manager reachability to check")
+    for n in _nodes(first_manager):
+        if n["Spec"]["Role"] == "manager":
+            assert n["ManagerStatus"]["Reachability"] == "reachable", n["Description"]["Hostname"]
+
+
+def test_cluster_port_listening_on_managers(hosts, manager):
+    assert hosts[manager.name].socket(f"tcp://{manager.ip}:2377").is_listening
+
+
+def test_gossip_ports_listening(host, node):
+    assert host.socket(f"tcp://{node.ip}:7946").is_listening, "7946/tcp not listening on the lab IP"
+    assert host.socket(f"udp://{node.ip}:7946").is_listening, "7946/udp not bound on the lab IP"
+
+
+def test_vxlan_port_bound(host, spec):
+    assert host.socket(f"udp://0.0.0.0:{spec.swarm.data_path_port}").is_listening
+
+
+def test_docker_gwbridge_with_masquerade(host):
+    subnet = json.loads(
+        host.check_output("docker network inspect docker_gwbridge --format '{{json .IPAM.Config}}'")
+    )[0]["Subnet"]
+    assert host.file("/sys/class/net/docker_gwbridge/bridge").is_directory, "docker_gwbridge is no bridge"
+    rules = host.iptables.rules("nat", "POSTROUTING")
+    assert f"-A POSTROUTING -s {subnet} ! -o docker_gwbridge -j MASQUERADE" in rules, rules
+
+
+def test_ingress_network_exists(first_manager):
+    assert first_manager.check_output("docker network inspect ingress --format '{{.Driver}}'") == "overlay"
+
+
+def test_spec_overlays_exist(spec, first_manager):
+    for net in spec.swarm.overlays:
+        info = json.loads(first_manager.check_output(f"docker network inspect {net.name} --format '{{{{json .}}}}'"))
+        assert info["Driver"] == "overlay"
+        assert info["Attachable"] == net.attachable
+        assert ("encrypted" in (info.get("Options") or {})) == net.encrypted
+        if net.subnet:
+            assert net.subnet in {c["Subnet"] for c in info["IPAM"]["Config"]}
+
+
+def _two_nodes(spec):
+    if len(spec.nodes) < 2:
+        pytest.skip("needs two nodes")
+    return spec.nodes[0], spec.nodes[1]
+
+
+def _attachable_overlays(spec):
+    return [o.name for o in spec.swarm.overlays if o.attachable] or pytest.skip(
+        "no attachable overlay network in the spec"
+    )
+
+
+@pytest.fixture(scope="module")
+def overlay_pair(spec, hosts, probe):
+    """One probe container on each of two nodes, on every attachable spec overlay."""
+    a, b = _two_nodes(spec)
+    nets = _attachable_overlays(spec)
+    net_args = " ".join(f"--network {n}" for n in nets[:1])
+    probe.run(a.name, "swarmlab-probe-a", net_args, "sleep 600")
+    probe.run(b.name, "swarmlab-probe-b", net_args, "sleep 600")
+    for extra in nets[1:]:
+        hosts[a.name].check_output(f"docker network connect {extra} swarmlab-probe-a")
+        hosts[b.name].check_output(f"docker network connect {extra} swarmlab-probe-b")
+    yield a, b, nets
+    hosts[a.name].run("docker rm -f swarmlab-probe-a")
+    hosts[b.name].run("docker rm -f swarmlab-probe-b")
+
+
+def _ping(host, container: str, target: str) -> bool:
+    for _ in range(10):  # overlay peers and DNS take a moment to converge
+        if host.run(f"docker exec {container} ping -c 1 -W 2 {target}").succeeded:
+            return True
+        time.sleep(1)
+    return False
+
+
+def _overlay_ip(host, container: str, net: str) -> str:
+    return host.check_output(
+        f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {container}"
+    )
+
+
+def test_overlay_traffic_across_nodes_by_ip_and_name(spec, hosts, overlay_pair):
+    a, b, nets = overlay_pair
+    plain = [n for n in nets if not spec.swarm.overlays[[o.name for o in spec.swarm.overlays].index(n)].encrypted]
+    if not plain:
+        pytest.skip("every attachable overlay in the spec is encrypted (checked separately)")
+    for net in plain:
+        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
+        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+    assert _ping(hosts[a.name], "swarmlab-probe-a", "swarmlab-probe-b"), "name resolution over overlay"
+
+
+def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
+    a, b, nets = overlay_pair
+    encrypted = [o.name for o in spec.swarm.overlays if o.encrypted and o.name in nets]
+    if not encrypted:
+        pytest.skip("no attachable encrypted overlay in the spec")
+    require_kernel(hosts[a.name], "esp4", KERNEL_MARKERS["esp4"], MODULE_FEATURES["esp4"])
+    for net in encrypted:
+        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
+        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+
+
+def test_routing_mesh_and_vip(spec, first_manager):
+    require_kernel(first_manager, "ip_vs", KERNEL_MARKERS["ip_vs"], MODULE_FEATURES["ip_vs"])
+    name = "swarmlab-probe-vip"
+    first_manager.check_output(
+        f"docker service create -d --name {name} --label {LABEL} --replicas 2 "
+        f"--publish published=18082,target=80 {IMAGE} "
+        "sh -c 'echo vip > /www/index.html; httpd -f -p 80 -h /www'"
+    )
+    try:
+        _wait_running(first_manager, name, 2)
+        rules = first_manager.iptables.rules("nat", "DOCKER-INGRESS")
+        assert any("--dport 18082" in r for r in rules), rules
+        body = first_manager.check_output(
+            "python3 -c \"import urllib.request;print(urllib.request.urlopen("
+            f"'http://{spec.first_manager.ip}:18082/', timeout=5).read().decode().strip())\""
+        )
+        assert body == "vip"
+    finally:
+        first_manager.run(f"docker service rm {name}")
+
+
+def _wait_running(manager, service: str, want: int, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    tasks: list[dict] = []
+    while time.monotonic() < deadline:
+        out = manager.check_output(
+            f"docker service ps {service} --filter desired-state=running --format '{{{{json .}}}}'"
+        )
+        tasks = [json.loads(line) for line in out.splitlines() if line]
+        if sum(t["CurrentState"].startswith("Running") for t in tasks) >= want:
+            return tasks
+        time.sleep(1)
+    pytest.fail(f"service {service}: {want} tasks not running after {timeout}s: {tasks}")
+
+
+def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
+    """Without IPVS this is how a service is reached: host-mode ports and DNS round robin."""
+    nets = _attachable_overlays(spec)
+    name = "swarmlab-probe-dnsrr"
+    replicas = min(2, len(spec.nodes))
+    first_manager.check_output(
+        f"docker service create -d --name {name} --label {LABEL} --replicas {replicas} "
+        f"--endpoint-mode dnsrr --network {nets[0]} --placement-pref spread=node.id "
+        f"--publish mode=host,published=18081,target=80 {IMAGE} "
+        "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
+    )
+    try:
+        tasks = _wait_running(first_manager, name, replicas)
+        task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
+        for node in spec.nodes:
+            if node.name not in task_nodes:
+                continue
+            body = first_manager.check_output(
+                "python3 -c \"import urllib.request;print(urllib.request.urlopen("
+                f"'http://{node.ip}:18081/', timeout=5).read().decode().strip())\""
+            )
+            assert body.startswith("dnsrr-"), body
+        a = spec.nodes[0]
+        probe.run(a.name, "swarmlab-probe-dns", f"--network {nets[0]}", "sleep 120")
+        answer = ""
+        for _ in range(15):
+            answer = hosts[a.name].run(f"docker exec swarmlab-probe-dns nslookup {name}").stdout
+            if answer.count("Address") - 1 >= replicas:
+                break
+            time.sleep(1)
+        addrs = [line for line in answer.splitlines() if line.startswith("Address") and "#53" not in line]
+        assert len(addrs) >= replicas, f"dnsrr returned {addrs}"
+    finally:
+        first_manager.run(f"docker service rm {name}")
+        hosts[spec.nodes[0].name].run("docker rm -f swarmlab-probe-dns")
+
+
+STACK = """
+services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "cp /run/secrets/probe_secret /www/index.html; httpd -f -p 80 -h /www"]
+    secrets: [probe_secret]
+    deploy:
+      endpoint_mode: dnsrr
+      labels: [{label}]
+secrets:
+  probe_secret:
+    external: true
+"""
+
+
+def test_stack_deploy_with_secret(first_manager, hosts, probe):
+    secret = "swarmlab-secret-value"
+    first_manager.run("docker stack rm swarmlab-probe")
+    first_manager.run("docker secret rm probe_secret")
+    first_manager.check_output(f"printf {secret} | docker secret create --label {LABEL} probe_secret -")
+    compose = STACK.format(image=IMAGE, label=LABEL)
+    first_manager.check_output(
+        f"printf '%s' '{compose}' > /tmp/swarmlab-probe-stack.yml && "
+        "docker stack deploy -c /tmp/swarmlab-probe-stack.yml swarmlab-probe"
+    )
+    try:
+        tasks = _wait_running(first_manager, "swarmlab-probe_web", 1)
+        runner = hosts[tasks[0]["Node"]]
+        cid = runner.check_output(
+            "docker ps -q --filter label=com.docker.swarm.service.name=swarmlab-probe_web"
+        ).split()[0]
+        assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == secret
+    finally:
+        first_manager.run("docker stack rm swarmlab-probe")
+        first_manager.run("rm -f /tmp/swarmlab-probe-stack.yml")
+        for _ in range(20):  # the secret is in use until the stack's tasks are gone
+            if first_manager.run("docker secret rm probe_secret").succeeded:
+                break
+            time.sleep(1)
