@@ -1,0 +1,81 @@
+"""Live tests: real node containers on the local Docker engine, brought up and torn down here."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from swarmlab.containerlab import docker_cli
+from swarmlab.containerlab.provider import LabNames
+from swarmlab.spec import LabSpec, load_spec
+
+LABS = Path(__file__).parent / "labs"
+SUMMARY_RE = re.compile(
+    r"^summary: hosts=(\d+) changed=(\d+) failed=(\d+)(?: verified=(\d+)/(\d+) skipped=(\d+))?$", re.M
+)
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def summary(self) -> dict[str, int]:
+        m = SUMMARY_RE.search(self.out)
+        assert m, f"no summary line in:\n{self.out}\n{self.err}"
+        keys = ("hosts", "changed", "failed", "verified", "total", "skipped")
+        return {k: int(v) for k, v in zip(keys, m.groups(), strict=True) if v is not None}
+
+
+def swarmlab(*args: str, spec: Path) -> Run:
+    proc = subprocess.run(
+        [sys.executable, "-m", "swarmlab.cli", *args, "--spec", str(spec)],
+        capture_output=True, text=True, env=dict(os.environ),
+    )
+    print(proc.stdout, proc.stderr)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def node_exec(spec: LabSpec, node: str, *cmd: str, check: bool = True) -> str:
+    return docker_cli.docker("exec", LabNames(spec.name).container(node), *cmd, check=check)
+
+
+class Lab:
+    """A lab under test: its spec file, parsed spec and CLI helpers."""
+
+    def __init__(self, name: str):
+        self.path = LABS / f"{name}.yaml"
+        self.spec = load_spec(self.path)
+
+    def run(self, *args: str) -> Run:
+        return swarmlab(*args, spec=self.path)
+
+    def exec(self, node: str, *cmd: str, check: bool = True) -> str:
+        return node_exec(self.spec, node, *cmd, check=check)
+
+
+def _engine() -> None:
+    if not docker_cli.engine_available():
+        pytest.fail("live tests need a Docker engine (make test starts one: scripts/host-setup.sh)")
+
+
+def lab_fixture(name: str):
+    @pytest.fixture(scope="module")
+    def _lab():
+        _engine()
+        lab = Lab(name)
+        lab.run("down")  # leftovers of an interrupted earlier run
+        yield lab
+        down = lab.run("down")
+        assert down.rc == 0, down.err
+        assert not docker_cli.ids("container", f"swarmlab.lab={lab.spec.name}")
+
+    return _lab

@@ -1,0 +1,118 @@
+"""The default lab shape (1 manager, 2 workers, Debian 13): converge, idempotence, verify,
+firewall from outside the subnet, worker fault and recovery, down."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from swarmlab.containerlab import docker_cli
+from swarmlab.containerlab.image import NodeImage
+
+from .conftest import lab_fixture
+
+pytestmark = pytest.mark.live
+lab = lab_fixture("trio")
+
+
+def test_up_converges_and_verifies(lab):
+    run = lab.run("up")
+    assert run.rc == 0, run.out + run.err
+    s = run.summary
+    assert s["hosts"] == 3 and s["failed"] == 0 and s["changed"] > 0
+    assert s["verified"] == s["total"] > 0, "some verification failed"
+    # skips must carry their reason (missing kernel features), never silently pass
+    if s["skipped"]:
+        assert "skipped: kernel has no" in run.out
+
+
+def test_second_up_changes_nothing(lab):
+    run = lab.run("up", "--no-verify")
+    assert run.rc == 0, run.out + run.err
+    assert run.summary["changed"] == 0, run.out
+    assert "node image (" in run.out and "cached" in run.out
+
+
+def test_status_lists_running_nodes(lab):
+    run = lab.run("status")
+    assert run.rc == 0
+    for node in lab.spec.nodes:
+        assert f"{node.name} " in run.out and "running" in run.out
+
+
+def _node_states(lab) -> dict[str, str]:
+    out = lab.exec(lab.spec.first_manager.name, "docker", "node", "ls", "--format", "{{json .}}")
+    rows = [json.loads(line) for line in out.splitlines()]
+    return {r["Hostname"]: r["Status"] for r in rows}
+
+
+def test_swarm_ports_closed_to_outside_the_lab_subnet(lab):
+    """A client outside the lab subnet reaches SSH but not the swarm ports."""
+    spec = lab.spec
+    manager = spec.first_manager.name
+    net = f"swarmlab-{spec.name}-outside"
+    container = f"swarmlab-{spec.name}-outsider"
+    docker_cli.docker("rm", "-f", container, check=False)
+    docker_cli.docker("network", "rm", net, check=False)
+    docker_cli.docker("network", "create", "--subnet", "10.87.0.0/24", "--label",
+                      f"swarmlab.lab={spec.name}", net)
+    mgr_container = f"swarmlab-{spec.name}-{manager}"
+    try:
+        docker_cli.docker("network", "connect", "--ip", "10.87.0.11", net, mgr_container)
+        docker_cli.docker("run", "-d", "--name", container, "--network", net, "--ip", "10.87.0.50",
+                          "--label", f"swarmlab.lab={spec.name}", "--entrypoint", "sleep",
+                          NodeImage("debian-13").tag, "300")
+        probe = (
+            "import socket,sys\n"
+            "for port in (22, 2377, 7946):\n"
+            "    try:\n"
+            "        socket.create_connection(('10.87.0.11', port), timeout=3).close(); print(port, 'open')\n"
+            "    except OSError as e:\n"
+            "        print(port, 'closed', type(e).__name__)\n"
+        )
+        out = docker_cli.docker("exec", container, "python3", "-c", probe)
+        result = dict(line.split(" ", 1) for line in out.splitlines())
+        assert result["22"] == "open", f"control: SSH should be reachable from outside: {result}"
+        assert result["2377"].startswith("closed"), f"2377 reachable from outside the lab subnet: {result}"
+        assert result["7946"].startswith("closed"), f"7946 reachable from outside the lab subnet: {result}"
+    finally:
+        docker_cli.docker("rm", "-f", container, check=False)
+        docker_cli.docker("network", "disconnect", "-f", net, mgr_container, check=False)
+        docker_cli.docker("network", "rm", net, check=False)
+
+
+def test_worker_down_then_redeploy_brings_it_back(lab):
+    worker = lab.spec.workers[0].name
+    lab.exec(worker, "systemctl", "stop", "docker.socket", "docker.service")
+    deadline = time.monotonic() + 60
+    while _node_states(lab).get(worker) != "Down":
+        assert time.monotonic() < deadline, f"manager never saw {worker} Down: {_node_states(lab)}"
+        time.sleep(2)
+    run = lab.run("deploy", "--no-verify")
+    assert run.rc == 0, run.out + run.err
+    assert run.summary["changed"] >= 1  # docker started again
+    deadline = time.monotonic() + 60
+    while _node_states(lab).get(worker) != "Ready":
+        assert time.monotonic() < deadline, f"{worker} not Ready again: {_node_states(lab)}"
+        time.sleep(2)
+
+
+def test_stale_member_is_reconciled(lab):
+    """A worker that left the swarm rejoins; its old Down entry is removed."""
+    worker = lab.spec.workers[1].name
+    lab.exec(worker, "docker", "swarm", "leave", "--force")
+    run = lab.run("deploy", "--no-verify")
+    assert run.rc == 0, run.out + run.err
+    deadline = time.monotonic() + 30
+    while True:
+        out = lab.exec(lab.spec.first_manager.name, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+        rows = [line.split() for line in out.splitlines()]
+        mine = [r for r in rows if r[0] == worker]
+        if mine == [[worker, "Ready"]]:
+            break
+        assert time.monotonic() < deadline, f"{worker} not reconciled: {rows}"
+        time.sleep(2)
+    again = lab.run("deploy", "--no-verify")
+    assert again.summary["changed"] == 0, again.out

@@ -1,0 +1,225 @@
+"""Command generation of the firewall deploy (swarmlab/deploy/firewall.py), offline."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
+from pyinfra.facts.pacman import PacmanPackages
+
+from swarmlab.deploy.facts import UfwAddedRules, UfwStatus
+from swarmlab.deploy.firewall import NFT_FILE, firewall_rules, swarm_firewall
+from swarmlab.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+VM_SUBNET = "192.168.56.0/24"
+
+# lab.yaml: an encrypted overlay, default data path port
+VMLAB_UFW = [
+    "ufw allow 22/tcp",
+    f"ufw allow from {VM_SUBNET} to any port 2377 proto tcp",
+    f"ufw allow from {VM_SUBNET} to any port 7946 proto tcp",
+    f"ufw allow from {VM_SUBNET} to any port 7946 proto udp",
+    f"ufw allow from {VM_SUBNET} to any port 4789 proto udp",
+    f"ufw allow from {VM_SUBNET} proto esp",
+]
+
+UFW_INACTIVE = "Status: inactive\n"
+UFW_ACTIVE = """\
+Status: active
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     ALLOW       Anywhere
+2377/tcp                   ALLOW       192.168.56.0/24
+"""
+
+
+def ufw_added(rules: list[str]) -> str:
+    """`ufw show added` output listing these rules."""
+    return "Added user rules (see 'ufw status' for running firewall):\n" + "\n".join(rules) + "\n"
+
+
+def ufw_commands(run) -> list[str]:
+    return [c for c in run.commands if c.startswith("ufw ")]
+
+
+def test_ufw_rules_from_the_lab_subnet_only_plus_ssh():
+    run = run_deploy(swarm_firewall, VMLAB, "node1")
+    assert not run.failed
+    assert ufw_commands(run) == [*VMLAB_UFW, "ufw --force enable"]
+    # every swarm port is limited to the lab subnet; only SSH is open to anywhere
+    for cmd in ufw_commands(run):
+        if "2377" in cmd or "7946" in cmd or "4789" in cmd or "esp" in cmd:
+            assert f"from {VM_SUBNET}" in cmd
+    assert any("install --no-install-recommends ufw" in c for c in run.op("ufw package").commands)
+    assert not any("nft" in c for c in run.commands)
+
+
+def test_ufw_enable_comes_after_the_ssh_rule():
+    names = [o.short_name for o in run_deploy(swarm_firewall, VMLAB, "node1").ops]
+    assert names.index("ufw: SSH tcp/22") < names.index("ufw enabled")
+
+
+def test_no_esp_rule_without_an_encrypted_overlay(tmp_path):
+    spec = spec_file(tmp_path, ["ubuntu-24.04"] * 3, base=VMLAB,
+                     swarm={"overlays": [{"name": "labnet", "subnet": "10.30.0.0/24"}]})
+    cmds = ufw_commands(run_deploy(swarm_firewall, spec, "node1"))
+    assert not any("esp" in c for c in cmds)
+    assert f"ufw allow from {VM_SUBNET} to any port 4789 proto udp" in cmds
+
+
+def test_data_path_port_from_the_spec(tmp_path):
+    spec = spec_file(tmp_path, ["ubuntu-22.04"] * 3, base=VMLAB,
+                     swarm={"data_path_port": 4800}, firewall={"ssh_port": 2222})
+    cmds = ufw_commands(run_deploy(swarm_firewall, spec, "node2"))
+    assert f"ufw allow from {VM_SUBNET} to any port 4800 proto udp" in cmds
+    assert not any("4789" in c for c in cmds)
+    assert "ufw allow 2222/tcp" in cmds
+    assert "ufw allow 22/tcp" not in cmds
+
+
+def test_swarm_disabled_opens_only_ssh(tmp_path):
+    spec = spec_file(tmp_path, ["ubuntu-24.04"] * 3, base=VMLAB, swarm={"enabled": False})
+    assert ufw_commands(run_deploy(swarm_firewall, spec, "node1")) == [
+        "ufw allow 22/tcp", "ufw --force enable",
+    ]
+
+
+def test_rules_ufw_already_has_are_not_added_again():
+    facts = {UfwAddedRules: recorded(UfwAddedRules, ufw_added(VMLAB_UFW)),
+             UfwStatus: recorded(UfwStatus, UFW_ACTIVE)}
+    run = run_deploy(swarm_firewall, VMLAB, "node1", facts)
+    assert ufw_commands(run) == []
+    rule_ops = [o for o in run.ops if o.short_name.startswith("ufw:")]
+    assert len(rule_ops) == len(VMLAB_UFW)
+    assert all(o.commands == [] for o in rule_ops)
+    assert run.op("ufw enabled").commands == []
+
+
+def test_only_missing_rules_are_added():
+    have = [VMLAB_UFW[0], VMLAB_UFW[1], VMLAB_UFW[4]]
+    facts = {UfwAddedRules: recorded(UfwAddedRules, ufw_added(have)),
+             UfwStatus: recorded(UfwStatus, UFW_INACTIVE)}
+    cmds = ufw_commands(run_deploy(swarm_firewall, VMLAB, "node1", facts))
+    assert cmds == [VMLAB_UFW[2], VMLAB_UFW[3], VMLAB_UFW[5], "ufw --force enable"]
+
+
+def test_ufw_enabled_only_when_inactive():
+    active = run_deploy(swarm_firewall, VMLAB, "node1", {UfwStatus: recorded(UfwStatus, UFW_ACTIVE)})
+    assert active.op("ufw enabled").commands == []
+    inactive = run_deploy(swarm_firewall, VMLAB, "node1",
+                          {UfwStatus: recorded(UfwStatus, UFW_INACTIVE)})
+    assert inactive.op("ufw enabled").commands == ["ufw --force enable"]
+
+
+def test_debian13_uses_ufw_too():
+    run = run_deploy(swarm_firewall, LOCAL, "node1")
+    assert "ufw allow from 10.77.0.0/24 to any port 2377 proto tcp" in ufw_commands(run)
+
+
+def test_backend_none_does_nothing(tmp_path):
+    spec = spec_file(tmp_path, firewall={"backend": "none"})
+    run = run_deploy(swarm_firewall, spec, "node1")
+    assert run.ops == [] and not run.failed
+
+
+# --- nftables (Manjaro) -----------------------------------------------------------------
+
+def test_manjaro_gets_an_nftables_table_instead_of_ufw():
+    run = run_deploy(swarm_firewall, VMLAB, "node3")
+    assert not run.failed
+    assert ufw_commands(run) == []
+    assert run.op("nftables package").commands == ["pacman -Syu --noconfirm --needed nftables"]
+    table = run.op("nftables swarm table").commands
+    assert f"upload {NFT_FILE}" in table and f"chmod 600 {NFT_FILE}" in table
+    assert run.op("nftables.conf includes the swarm table").commands == [
+        f"echo 'include \"{NFT_FILE}\"' >> /etc/nftables.conf"
+    ]
+    assert run.op("load the swarm table").commands == [f"nft -f {NFT_FILE}"]
+    assert "systemctl enable nftables.service" in run.op("nftables at boot").commands
+
+    text = run.files[NFT_FILE]
+    assert f"ip saddr {VM_SUBNET} tcp dport 2377 accept" in text
+    assert f"ip saddr {VM_SUBNET} meta l4proto esp accept" in text
+
+
+def test_manjaro_unchanged_table_is_not_reloaded():
+    first = run_deploy(swarm_firewall, VMLAB, "node3")
+    again = run_deploy(swarm_firewall, VMLAB, "node3", {
+        PacmanPackages: recorded(PacmanPackages, "nftables 1:1.1.1-1\n"),
+        **present_file(NFT_FILE, first.files[NFT_FILE], mode=600),
+    })
+    assert again.op("nftables package").commands == []
+    assert again.op("nftables swarm table").commands == []
+    assert again.op("load the swarm table").commands == []
+
+
+def render_nft(spec) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"),
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("firewall.nft.j2").render(rules=firewall_rules(spec),
+                                                      subnet=spec.network.subnet)
+
+
+def statements(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_rendered_nftables_table():
+    lines = statements(render_nft(load_spec(VMLAB)))
+    # replaced whole on every load, in its own table
+    assert lines[:3] == ["table inet swarmlab", "delete table inet swarmlab",
+                         "table inet swarmlab {"]
+    assert "type filter hook input priority filter - 1; policy accept;" in lines
+    body = [line for line in lines if "dport" in line or "l4proto" in line]
+    assert body == [
+        f'ip saddr {VM_SUBNET} tcp dport 2377 accept comment "swarm cluster management"',
+        "tcp dport 2377 drop",
+        f'ip saddr {VM_SUBNET} tcp dport 7946 accept comment "swarm node gossip"',
+        "tcp dport 7946 drop",
+        f'ip saddr {VM_SUBNET} udp dport 7946 accept comment "swarm node gossip"',
+        "udp dport 7946 drop",
+        f'ip saddr {VM_SUBNET} udp dport 4789 accept comment "overlay VXLAN data path"',
+        "udp dport 4789 drop",
+        f'ip saddr {VM_SUBNET} meta l4proto esp accept comment "encrypted overlay (IPsec ESP)"',
+        "meta l4proto esp drop",
+    ]
+    # SSH is never dropped by the swarm table
+    assert not any(re.search(r"dport 22\b", line) for line in lines)
+    # braces balance
+    text = "\n".join(lines)
+    assert text.count("{") == text.count("}")
+
+
+def test_rendered_nftables_table_follows_the_spec(tmp_path):
+    spec = load_spec(spec_file(tmp_path, ["manjaro"] * 3, base=VMLAB,
+                               swarm={"data_path_port": 4800, "overlays": []}))
+    text = render_nft(spec)
+    assert "udp dport 4800 drop" in text and "4789" not in text
+    assert "esp" not in text
+
+
+@pytest.mark.parametrize("overlays", [None, []])
+def test_rendered_nftables_table_passes_nft_check(tmp_path, overlays):
+    """`nft -c` (check only, nothing applied) when the binary is usable here."""
+    nft = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft")
+                                       if Path(p).exists()), None)
+    if nft is None:
+        pytest.skip("nft is not installed")
+    spec = load_spec(VMLAB) if overlays is None else load_spec(
+        spec_file(tmp_path, ["ubuntu-24.04"] * 3, base=VMLAB, swarm={"overlays": overlays}))
+    path = tmp_path / "swarmlab.nft"
+    path.write_text(render_nft(spec))
+    proc = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True,
+                          timeout=30, check=False)
+    if proc.returncode and re.search(r"not permitted|Permission denied|Protocol not supported",
+                                     proc.stderr):
+        pytest.skip(f"nft -c cannot run here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
