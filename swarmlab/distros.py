@@ -89,7 +89,7 @@ DOCKER_PACKAGES: dict[tuple[str, str], DockerPackages] = {
     ),
     ("manjaro", "distro"): DockerPackages(
         install=("docker", "docker-buildx", "docker-compose"),
-        rootless=("rootlesskit", "slirp4netns", "fuse-overlayfs"),
+        rootless=("rootlesskit", "slirp4netns"),
     ),
 }
 
@@ -115,12 +115,55 @@ FIREWALL_PACKAGES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 
-# Binaries Docker's rootless setup tool needs, and where each distro puts it.
-ROOTLESS_SETUPTOOL: dict[str, str] = {
-    "official": "/usr/bin/dockerd-rootless-setuptool.sh",
-    "distro-apt": "/usr/share/docker.io/contrib/dockerd-rootless-setuptool.sh",
-    "distro-pacman": "/usr/bin/dockerd-rootless-setuptool.sh",
+@dataclass(frozen=True)
+class RootlessTools:
+    """Where a Docker source puts Docker's rootless scripts (dockerd-rootless.sh, its setuptool)."""
+
+    script_dir: str | None  # None: the source ships no dockerd-rootless.sh
+    docker_beside: bool = True  # the docker CLI sits in script_dir (the setuptool runs $BIN/docker)
+    rootlesskit: str = "/usr/bin/rootlesskit"
+    missing: str = ""  # the fix when the scripts are not there
+
+
+_ROOTLESS_OFFICIAL = RootlessTools("/usr/bin")  # docker-ce-rootless-extras
+_ROOTLESS_DEBIAN = RootlessTools(
+    # Debian's docker.io keeps both scripts in contrib/, away from the docker CLI
+    "/usr/share/docker.io/contrib", docker_beside=False,
+    missing="the docker.io package should ship them; reinstall docker.io",
+)
+_ROOTLESS_UBUNTU = RootlessTools(
+    None,
+    missing="Ubuntu's docker.io ships no dockerd-rootless.sh (only from 26.04). Fix: set "
+    "docker.source: official (docker-ce-rootless-extras) or drop rootless.users",
+)
+
+# (distro, source) -> rootless scripts; keys as in DOCKER_PACKAGES.
+ROOTLESS_TOOLS: dict[tuple[str, str], RootlessTools] = {
+    ("ubuntu-22.04", "official"): _ROOTLESS_OFFICIAL,
+    ("ubuntu-24.04", "official"): _ROOTLESS_OFFICIAL,
+    ("debian-12", "official"): _ROOTLESS_OFFICIAL,
+    ("debian-13", "official"): _ROOTLESS_OFFICIAL,
+    ("ubuntu-22.04", "distro"): _ROOTLESS_UBUNTU,
+    ("ubuntu-24.04", "distro"): _ROOTLESS_UBUNTU,
+    ("debian-12", "distro"): _ROOTLESS_DEBIAN,
+    ("debian-13", "distro"): _ROOTLESS_DEBIAN,
+    ("manjaro", "distro"): RootlessTools(
+        # rootlesskit and slirp4netns are in the repos; the docker package has no rootless
+        # scripts (the AUR's docker-rootless-extras does). swarmlab writes the user unit itself.
+        "/usr/bin",
+        missing="Manjaro's docker package ships no dockerd-rootless.sh; it comes from the AUR "
+        "package docker-rootless-extras, which swarmlab does not build. Fix: install it on the "
+        "host, or drop rootless.users",
+    ),
 }
+
+# Releases whose AppArmor restricts unprivileged user namespaces
+# (kernel.apparmor_restrict_unprivileged_userns=1): rootlesskit needs a profile allowing userns.
+ROOTLESS_APPARMOR: frozenset[str] = frozenset({"ubuntu-24.04"})
+
+# Rootless overlay2 needs kernel 5.11+; older kernels use fuse-overlayfs (its package name).
+ROOTLESS_NATIVE_OVERLAY_KERNEL = (5, 11)
+FUSE_OVERLAYFS = "fuse-overlayfs"
 
 
 def docker_packages(distro: str, source: str) -> DockerPackages:
@@ -142,3 +185,16 @@ def distro_from_os_release(os_id: str, version_id: str) -> Distro | None:
         if d.os_id == os_id.lower() and (not d.version_id or d.version_id == version_id):
             return d
     return None
+
+
+def rootless_tools(distro: str, source: str) -> RootlessTools | None:
+    """Rootless scripts for a distro/source pair; None when the pair does not exist."""
+    return ROOTLESS_TOOLS.get((distro, source))
+
+
+def rootless_packages(distro: str, source: str, storage_driver: str | None) -> list[str]:
+    """Packages a rootless daemon needs on this distro/source, plus its storage driver's."""
+    pkgs = list(DOCKER_PACKAGES[(distro, source)].rootless)
+    if storage_driver == "fuse-overlayfs":
+        pkgs.append(FUSE_OVERLAYFS)
+    return pkgs

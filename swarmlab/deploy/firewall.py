@@ -89,11 +89,16 @@ def swarm_firewall() -> None:
             rules=rules,
             subnet=spec.network.subnet,
         )
-        files.line(
-            name="nftables.conf includes the swarm table",
-            path="/etc/nftables.conf",
-            line=f'include "{NFT_FILE}"',
+        unit = files.template(
+            name="swarm table loaded at boot",
+            src=template("swarmlab-firewall.service.j2"),
+            dest="/etc/systemd/system/swarmlab-firewall.service",
+            mode="0644",
+            nft_file=NFT_FILE,
         )
         server.shell(name="load the swarm table", commands=[f"nft -f {NFT_FILE}"],
                      _if=conf.did_change)
-        systemd.service(name="nftables at boot", service="nftables.service", enabled=True)
+        # not nftables.service: the distro's stock ruleset would drop swarm and forwarded traffic
+        systemd.daemon_reload(name="systemd reload for the firewall unit", _if=unit.did_change)
+        systemd.service(name="swarmlab-firewall at boot", service="swarmlab-firewall.service",
+                        enabled=True)

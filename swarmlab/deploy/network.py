@@ -7,12 +7,12 @@ import socket
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.hardware import Ipv4Addrs
-from pyinfra.operations import apt, files, pacman, server, systemd
+from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
+from pyinfra.operations import apt, files, server, systemd
 
 from swarmlab.deploy.context import lab_node, lab_spec, template
 from swarmlab.deploy.docker import APT_CACHE_TIME, apt_lock_wait, checked_distro
-from swarmlab.deploy.ops import fail
+from swarmlab.deploy.ops import fail, pacman_sync_install
 from swarmlab.distros import NETWORK_PACKAGES
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
@@ -77,7 +77,9 @@ def static_address() -> None:
     distro = checked_distro()
     if distro is None:
         return
-    addrs = host.get_fact(Ipv4Addrs) or {}
+    # every NIC, with its IPv4 addresses (an unconfigured private NIC has none yet)
+    addrs = {iface: [] for iface in host.get_fact(NetworkDevices) or {}}
+    addrs.update(host.get_fact(Ipv4Addrs) or {})
     try:
         iface = choose_interface(
             addrs, node.ip, node.interface or spec.network.interface, connected_address()
@@ -115,7 +117,7 @@ def static_address() -> None:
             _if=conf.did_change,
         )
     else:
-        pacman.packages(name="NetworkManager", packages=packages)
+        pacman_sync_install(name="NetworkManager", packages=packages)
         systemd.service(name="NetworkManager", service="NetworkManager.service",
                         running=True, enabled=True)
         conf = files.template(

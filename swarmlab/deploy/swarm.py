@@ -52,25 +52,36 @@ def in_swarm_of(info: dict, manager_ip: str) -> bool:
 
 
 def reconcile_commands(spec: LabSpec, nodes: list[dict]) -> list[str]:
-    """Manager-side fixes: drop stale/removed Down nodes, set roles and labels from the spec."""
+    """Manager-side fixes: drop stale and removed members, set roles and labels from the spec.
+
+    Stale: a Down node that is not in the spec, or an older entry of a spec hostname that has
+    a newer entry (a node that left and rejoined, or was re-created with the same name).
+    """
     wanted = {n.name: n for n in spec.nodes}
-    ready_names = {
-        n["Description"]["Hostname"] for n in nodes if n["Status"]["State"] == "ready"
-    }
-    cmds: list[str] = []
+    by_name: dict[str, list[dict]] = {}
     for n in nodes:
-        name, down = n["Description"]["Hostname"], n["Status"]["State"] != "ready"
-        if not down:
+        by_name.setdefault(n["Description"]["Hostname"], []).append(n)
+    current: dict[str, dict] = {}
+    stale: list[tuple[dict, str]] = []
+    for name, entries in by_name.items():
+        # the member to keep: ready before down, then the newest
+        entries.sort(key=lambda n: (n["Status"]["State"] == "ready", n.get("CreatedAt", "")))
+        if name not in wanted:
+            stale += [(n, "not in the spec") for n in entries if n["Status"]["State"] != "ready"]
             continue
-        if name not in wanted or name in ready_names:
-            why = "not in the spec" if name not in wanted else "replaced by a newer member"
-            logger.info(f"{host.print_prefix}removing swarm node {name} ({n['ID'][:12]}): Down, {why}")
-            if n["Spec"]["Role"] == "manager":
-                cmds.append(f"docker node demote {n['ID']}")
-            cmds.append(f"docker node rm --force {n['ID']}")
-    for n in nodes:
-        name = n["Description"]["Hostname"]
-        if name not in wanted or n["Status"]["State"] != "ready":
+        current[name] = entries[-1]
+        stale += [(n, "replaced by a newer member") for n in entries[:-1]]
+    cmds: list[str] = []
+    for n, why in stale:
+        logger.info(
+            f"{host.print_prefix}removing swarm node {n['Description']['Hostname']} "
+            f"({n['ID'][:12]}, {n['Status']['State']}): {why}"
+        )
+        if n["Spec"]["Role"] == "manager":
+            cmds.append(f"docker node demote {n['ID']}")
+        cmds.append(f"docker node rm --force {n['ID']}")
+    for name, n in sorted(current.items()):
+        if n["Status"]["State"] != "ready":
             continue
         node = wanted[name]
         if n["Spec"]["Role"] != node.role:

@@ -138,11 +138,13 @@ def test_manjaro_gets_an_nftables_table_instead_of_ufw():
     assert run.op("nftables package").commands == ["pacman -Syu --noconfirm --needed nftables"]
     table = run.op("nftables swarm table").commands
     assert f"upload {NFT_FILE}" in table and f"chmod 600 {NFT_FILE}" in table
-    assert run.op("nftables.conf includes the swarm table").commands == [
-        f"echo 'include \"{NFT_FILE}\"' >> /etc/nftables.conf"
-    ]
+    unit = "/etc/systemd/system/swarmlab-firewall.service"
+    assert f"upload {unit}" in run.op("swarm table loaded at boot").commands
+    assert f"ExecStart=/usr/bin/nft -f {NFT_FILE}" in run.files[unit]
     assert run.op("load the swarm table").commands == [f"nft -f {NFT_FILE}"]
-    assert "systemctl enable nftables.service" in run.op("nftables at boot").commands
+    assert "systemctl enable swarmlab-firewall.service" in run.op("swarmlab-firewall at boot").commands
+    # the distro's nftables.service (stock ruleset drops forwarded traffic) is left alone
+    assert not any("nftables.service" in c or "/etc/nftables.conf" in c for c in run.commands)
 
     text = run.files[NFT_FILE]
     assert f"ip saddr {VM_SUBNET} tcp dport 2377 accept" in text

@@ -92,7 +92,7 @@ def test_netplan_file_for_the_lab_address():
     assert eth1 == {
         "dhcp4": False,
         "addresses": ["192.168.56.11/24"],
-        "routes": [{"to": "default", "via": "192.168.56.1"}],
+        "routes": [{"to": "default", "via": "192.168.56.1", "metric": 200}],
         "nameservers": {"addresses": ["1.1.1.1", "9.9.9.9"]},
     }
     assert yaml.safe_load(text)["network"]["renderer"] == "networkd"
@@ -110,7 +110,7 @@ def test_netplan_without_dns_has_no_nameservers(tmp_path):
     run = run_deploy(static_address, spec, "node2", {Ipv4Addrs: {"eth0": ["10.77.0.12"]}})
     eth0 = yaml.safe_load(run.files[NETPLAN_FILE])["network"]["ethernets"]["eth0"]
     assert "nameservers" not in eth0
-    assert eth0["routes"] == [{"to": "default", "via": "10.77.0.1"}]
+    assert eth0["routes"] == [{"to": "default", "via": "10.77.0.1", "metric": 200}]
 
 
 def test_netplan_applies_only_when_the_file_changes():
@@ -157,10 +157,6 @@ def test_deploy_accepts_vagrant_with_the_lab_address_already_on_eth1():
     assert "eth1" in yaml.safe_load(run.files[NETPLAN_FILE])["network"]["ethernets"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in swarmlab/deploy/network.py: pyinfra's Ipv4Addrs omits NICs without an IPv4 "
-    "address, so the unconfigured private NIC (Vagrantfile auto_config: false) looks absent "
-    "and choose_interface fails with 'interface eth1 (from the spec) does not exist'"))
 def test_deploy_configures_the_vagrant_private_nic_that_has_no_address_yet():
     facts = {NetworkDevices: recorded(NetworkDevices, IP_ADDR_VAGRANT_UNCONFIGURED)}
     run = run_deploy(static_address, VMLAB, "node1", facts, host_data_overrides=VAGRANT_SSH)
