@@ -122,6 +122,20 @@ def _verify(spec: LabSpec, path: Path) -> pipeline.VerifyResult:
 
 
 @main.command()
+@click.option("--distro", required=True, help="Node distro, e.g. ubuntu-24.04.")
+@click.option("--source", type=click.Choice(["official", "distro"]), required=True)
+@click.option("--junit", type=click.Path(path_type=Path), default=Path("reports/junit.xml"))
+def nightly(distro: str, source: str, junit: Path) -> None:
+    """CI matrix cell: a three-node container lab of DISTRO/SOURCE, deploy, verify, report, down."""
+    from swarmlab.nightly import run_nightly
+
+    try:
+        sys.exit(run_nightly(distro, source, junit))
+    except EXPECTED as err:
+        _fail(err)
+
+
+@main.command()
 @spec_option
 def down(spec_path: Path | None) -> None:
     """Remove the lab's containers, network and volumes (this lab only)."""

@@ -34,18 +34,34 @@ chmod 0440 /etc/sudoers.d/{NODE_USER}
 install -d -m 0700 -o {NODE_USER} -g {NODE_USER} /home/{NODE_USER}/.ssh
 # fresh host keys per node, made at first boot
 rm -f /etc/ssh/ssh_host_*
-mkdir -p /etc/systemd/system/ssh.service.d
+u=sshd; [ -e /lib/systemd/system/ssh.service ] || [ -e /usr/lib/systemd/system/ssh.service ] && u=ssh
+mkdir -p /etc/systemd/system/$u.service.d
 printf '[Service]\\nExecStartPre=\\nExecStartPre=/usr/bin/ssh-keygen -A\\nExecStartPre=/usr/sbin/sshd -t\\n' \
-  > /etc/systemd/system/ssh.service.d/keygen.conf
-systemctl enable ssh.service
+  > /etc/systemd/system/$u.service.d/keygen.conf
+systemctl enable $u.service
 # a container has no consoles or udev to wait for
 systemctl mask getty@tty1.service console-getty.service systemd-udevd.service \
   systemd-udev-trigger.service systemd-modules-load.service sys-kernel-config.mount \
   systemd-firstboot.service systemd-remount-fs.service
-echo 'APT::Install-Recommends "false";' > /etc/apt/apt.conf.d/90swarmlab-norecommends
+[ -d /etc/apt/apt.conf.d ] && echo 'APT::Install-Recommends "false";' > /etc/apt/apt.conf.d/90swarmlab-norecommends
 : > /etc/machine-id
 rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 """
+
+# Ubuntu and Manjaro nodes start from their registry base images (needs a reachable registry;
+# used by the nightly workflow, not on machines without one).
+DOCKERFILE = """FROM {base}
+RUN {install}
+COPY setup.sh /usr/local/sbin/swarmlab-node-setup
+RUN sh -e /usr/local/sbin/swarmlab-node-setup
+ENV container=docker
+CMD ["/sbin/init"]
+"""
+BASE_IMAGE_INSTALL = {
+    "apt": "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+    + " ".join(NODE_PACKAGES),
+    "pacman": "pacman -Syu --noconfirm --needed systemd openssh sudo python iproute2 ca-certificates",
+}
 
 
 @dataclass(frozen=True)
@@ -55,20 +71,27 @@ class NodeImage:
     distro: str
 
     @property
+    def base(self) -> str:
+        return DISTROS[self.distro].node_image_base
+
+    @property
+    def debootstrapped(self) -> bool:
+        return self.base.startswith("debootstrap:")
+
+    @property
     def suite(self) -> str:
-        base = DISTROS[self.distro].node_image_base
-        if not base.startswith("debootstrap:"):
-            raise ImageError(
-                f"{self.distro}: the container lab builds this distro from the base image "
-                f"{base!r}, which needs a reachable container registry; none is reachable "
-                "here. Use debian-12 or debian-13 nodes for the container lab."
-            )
-        return base.split(":", 1)[1]
+        return self.base.split(":", 1)[1]
+
+    @property
+    def dockerfile(self) -> str:
+        """For distros built from a registry base image (Ubuntu, Manjaro)."""
+        return DOCKERFILE.format(base=self.base, install=BASE_IMAGE_INSTALL[DISTROS[self.distro].family])
 
     @property
     def content_hash(self) -> str:
         h = hashlib.sha256()
-        for part in (self.suite, MIRROR, ",".join(NODE_PACKAGES), SETUP_SCRIPT):
+        recipe = self.suite if self.debootstrapped else self.dockerfile
+        for part in (recipe, MIRROR, ",".join(NODE_PACKAGES), SETUP_SCRIPT):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:12]
@@ -86,6 +109,8 @@ def ensure_image(image: NodeImage, log=print) -> bool:
     """Build the image unless a tag with the same content hash exists. True if built."""
     if docker_cli.image_exists(image.tag):
         return False
+    if not image.debootstrapped:
+        return _build_from_base(image, log)
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
     if os.geteuid() != 0:
@@ -107,6 +132,22 @@ def ensure_image(image: NodeImage, log=print) -> bool:
             "--message", f"swarmlab node {image.distro} {image.content_hash}",
             str(tar), image.tag,
         ])
+    return True
+
+
+def _build_from_base(image: NodeImage, log) -> bool:
+    log(f"docker build from {image.base} (needs a reachable registry)")
+    with tempfile.TemporaryDirectory(prefix="swarmlab-image-") as tmp:
+        (Path(tmp) / "Dockerfile").write_text(image.dockerfile)
+        (Path(tmp) / "setup.sh").write_text(SETUP_SCRIPT)
+        try:
+            _run(["docker", "build", "-q", "-t", image.tag, tmp])
+        except ImageError as err:
+            raise ImageError(
+                f"{image.distro}: building the node image from {image.base} failed; it needs a "
+                f"reachable container registry (the container lab here can build debian-12 and "
+                f"debian-13 offline):\n{err}"
+            ) from None
     return True
 
 
