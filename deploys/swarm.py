@@ -7,10 +7,12 @@ from swarmlab.deploy.docker import install_docker
 from swarmlab.deploy.firewall import swarm_firewall
 from swarmlab.deploy.kernel import kernel_prerequisites
 from swarmlab.deploy.network import static_address
+from swarmlab.deploy.rootless import rootless_docker
 from swarmlab.deploy.swarm import form_swarm
 
 kernel_prerequisites()
 static_address()
 install_docker()
+rootless_docker()
 swarm_firewall()
 form_swarm()

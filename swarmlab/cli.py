@@ -10,13 +10,14 @@ import click
 
 from swarmlab import pipeline
 from swarmlab.containerlab import provider
+from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
 from swarmlab.spec import LabSpec, SpecError, load_spec
 from swarmlab.state import PROJECT_ROOT
 
 CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
-EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError)
+EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError)
 
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
@@ -60,11 +61,13 @@ def validate(spec_path: Path) -> None:
 @main.command()
 @spec_option
 @click.option("--verify/--no-verify", default=True, help="Run the testinfra suite at the end.")
-def up(spec_path: Path | None, verify: bool) -> None:
+@click.option("--cache/--no-cache", default=os.environ.get("SWARMLAB_APT_CACHE", "1") != "0",
+              help="Send the nodes' apt through the shared package cache (default on).")
+def up(spec_path: Path | None, verify: bool, cache: bool) -> None:
     """Container lab: nodes up -> deploy -> verify -> summary."""
     try:
         spec, path = _load(spec_path)
-        pipeline.nodes_up(spec)
+        pipeline.nodes_up(spec, cache=cache)
         deploy_and_verify(spec, path, verify)
     except EXPECTED as err:
         _fail(err)
@@ -97,7 +100,7 @@ def verify_cmd(spec_path: Path | None) -> None:
 
 def deploy_and_verify(spec: LabSpec, path: Path, verify: bool) -> None:
     with pipeline.phase("deploy") as info:
-        result = pipeline.run_deploy(spec, path)
+        result = pipeline.run_deploy(spec, path, progress=click.echo)
         info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
     if result.failed_hosts:
         click.echo(f"deploy failed on {', '.join(result.failed_hosts)}:", err=True)
@@ -149,6 +152,15 @@ def down(spec_path: Path | None) -> None:
         f"lab {spec.name}: removed {gone['containers']} containers, {gone['networks']} networks, "
         f"{gone['volumes']} volumes"
     )
+
+
+@main.command("cache-clear")
+def cache_clear() -> None:
+    """Remove the shared package cache container and its volume."""
+    from swarmlab.containerlab.cache import remove_cache
+
+    remove_cache()
+    click.echo("package cache removed")
 
 
 @main.command()

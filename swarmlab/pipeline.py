@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarmlab.containerlab import provider
+from swarmlab.containerlab.cache import ensure_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
 from swarmlab.inventory import write_container_connection
 from swarmlab.spec import LabSpec
@@ -65,8 +68,8 @@ def phase(name: str, out: Callable[[str], None] = print) -> Iterator[dict]:
     out(f"  ✓ {name} ({time.monotonic() - start:.1f}s){detail}")
 
 
-def nodes_up(spec: LabSpec, out: Callable[[str], None] = print) -> None:
-    """Container lab: image(s), network, node containers, SSH access."""
+def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = True) -> None:
+    """Container lab: image(s), network, package cache, node containers, SSH access."""
     provider.ensure_engine()
     with phase("node image", out) as info:
         built = []
@@ -78,10 +81,15 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print) -> None:
     with phase("nodes", out) as info:
         key = provider.ssh_keypair(spec)
         provider.ensure_network(spec)
+        proxy = None
+        if cache:
+            url = ensure_cache(spec, provider.LabNames(spec.name).network)
+            proxy = proxy_config(url)
+            out(f"    package cache {url}")
         started = [n.name for n in spec.nodes if provider.start_node(spec, n, NodeImage(n.distro))]
         pubkey = key.with_suffix(".pub").read_text()
         for node in spec.nodes:
-            provider.wait_ready(spec, node, pubkey)
+            provider.wait_ready(spec, node, pubkey, apt_proxy=proxy)
         write_container_connection(spec, {
             "ssh_user": NODE_USER,
             "ssh_key": str(key),
@@ -117,24 +125,38 @@ def _env(spec_path: Path) -> dict[str, str]:
 
 
 def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
-               extra: list[str] | None = None) -> DeployResult:
+               extra: list[str] | None = None,
+               progress: Callable[[str], None] = lambda _: None) -> DeployResult:
     """Run the pyinfra CLI exactly as a user would, with --json to count changes."""
     log = lab_state_dir(spec.name) / f"deploy-{deploy.stem}.log"
     cmd = [sys.executable, "-m", "pyinfra", "-y", "--json", str(INVENTORY), str(deploy),
            *(extra or [])]
     start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(spec_path), cwd=PROJECT_ROOT)
+    stdout: list[str] = []
+    reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    group = None
     with log.open("w") as err:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                              env=_env(spec_path), cwd=PROJECT_ROOT)
+        for line in proc.stderr:
+            err.write(line)
+            if line.startswith("--> Starting operation: "):
+                name = line.removeprefix("--> Starting operation: ").strip()
+                if name.split(" | ")[0] != group:
+                    group = name.split(" | ")[0]
+                    progress(f"    · {group} (+{time.monotonic() - start:.1f}s)")
+    proc.wait()
+    reader.join()
     seconds = time.monotonic() - start
     try:
-        payload = json.loads(proc.stdout)
-        results = payload["results"]
+        results = json.loads("".join(stdout))["results"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise PipelineError(
-            f"pyinfra did not finish (exit {proc.returncode}); its log: {log}\n"
-            + tail(log)
-        ) from None
+        results = _results_from_log(log, spec)
+        if results is None:
+            raise PipelineError(
+                f"pyinfra did not finish (exit {proc.returncode}); its log: {log}\n" + tail(log)
+            ) from None
     changed_ops = [
         f"{op['name']} on {','.join(op['success'])}" for op in results["operations"] if op["success"]
     ]
@@ -149,6 +171,31 @@ def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
         log=log,
         changed_ops=changed_ops,
     )
+
+
+HOST_STATUS_RE = re.compile(r"^    \[(?P<host>[^\]]+)\] (?P<status>Success|No changes|Error)")
+
+
+def _results_from_log(log: Path, spec: LabSpec) -> dict | None:
+    """pyinfra prints no JSON when every host failed ("No hosts remaining"): count from its log."""
+    text = log.read_text(errors="replace")
+    if "No hosts remaining" not in text:
+        return None
+    names = {n.name for n in spec.nodes}
+    success: list[str] = []
+    failed: set[str] = set()
+    for line in text.splitlines():
+        m = HOST_STATUS_RE.match(line)
+        if m and m["host"] in names:
+            if m["status"] == "Success":
+                success.append(m["host"])
+            elif m["status"] == "Error":
+                failed.add(m["host"])
+    return {
+        "operations": [],
+        "totals": {"success": len(success)},
+        "failed_hosts": sorted(failed or names),
+    }
 
 
 def tail(path: Path, lines: int = 25) -> str:

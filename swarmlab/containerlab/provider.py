@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.containerlab import docker_cli
+from swarmlab.containerlab.cache import APT_PROXY_FILE, CACHE_CONTAINER
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
 from swarmlab.spec import LabSpec, NodeSpec
@@ -79,7 +80,8 @@ def ensure_network(spec: LabSpec) -> bool:
                 return False
             _remove_stale_network(net, f"its subnet {sorted(subnets)} differs from the spec")
         elif spec.network.subnet in subnets:
-            if LAB_LABEL in labels and not net.get("Containers"):
+            users = [c.get("Name") for c in (net.get("Containers") or {}).values()]
+            if LAB_LABEL in labels and set(users) <= {CACHE_CONTAINER}:
                 _remove_stale_network(net, "an earlier swarmlab lab left it unused")
             else:
                 raise ProviderError(
@@ -96,8 +98,10 @@ def ensure_network(spec: LabSpec) -> bool:
 
 
 def _remove_stale_network(net: dict, why: str) -> None:
-    for cid in (net.get("Containers") or {}):
-        docker("rm", "-f", cid, check=False)
+    docker("network", "disconnect", "-f", net["Name"], CACHE_CONTAINER, check=False)
+    for cid, info in (net.get("Containers") or {}).items():
+        if info.get("Name") != CACHE_CONTAINER:
+            docker("rm", "-f", cid, check=False)
     docker("network", "rm", net["Name"])
     print(f"removed docker network {net['Name']} ({why})")
 
@@ -140,8 +144,10 @@ def start_node(spec: LabSpec, node: NodeSpec, image: NodeImage) -> bool:
     return True
 
 
-def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, timeout: float = 90.0) -> None:
-    """Wait for systemd and sshd, then authorize the lab key for the node user."""
+def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, apt_proxy: str | None = None,
+               timeout: float = 90.0) -> None:
+    """Wait for systemd and sshd, authorize the lab key for the node user, point apt at the
+    package cache (or remove that setting when the cache is off)."""
     name = LabNames(spec.name).container(node.name)
     deadline = time.monotonic() + timeout
     state = ""
@@ -155,6 +161,10 @@ def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, timeout: float = 90.0
             f"node {node.name}: not ready after {timeout:.0f}s (systemd state {state!r}); "
             f"see: docker logs {name}"
         )
+    if apt_proxy:
+        docker("exec", "-i", name, "sh", "-c", f"cat > {APT_PROXY_FILE}", input=apt_proxy)
+    else:
+        docker("exec", name, "rm", "-f", APT_PROXY_FILE)
     home = f"/home/{NODE_USER}/.ssh/authorized_keys"
     docker(
         "exec", "-i", name, "sh", "-c",
@@ -183,6 +193,7 @@ def remove_lab(lab: str) -> dict[str, int]:
         docker("rm", "-f", "-v", *containers)
     networks = docker_cli.ids("network", label)
     for net in networks:
+        docker("network", "disconnect", "-f", net, CACHE_CONTAINER, check=False)
         docker("network", "rm", net, check=False)
     volumes = docker_cli.ids("volume", label)
     if volumes:

@@ -171,7 +171,8 @@ class RootlessHost(FactBase):
 
     def command(self, rootlesskit: str) -> str:
         # an attachment line ("profile NAME /path flags=(...) {" or "/path {"), not a rule
-        pattern = "^[^#]*" + re.escape(rootlesskit) + "[^,]*[{][[:space:]]*$"
+        escaped = re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", rootlesskit)  # POSIX ERE
+        pattern = "^[^#]*" + escaped + "[^,]*[{][[:space:]]*$"
         return (
             "echo container=$(systemd-detect-virt --container 2>/dev/null || true); "
             "echo kernel=$(uname -r); "
@@ -259,8 +260,9 @@ def subid_range(user: str, path: str):
 def not_in_docker_group(user: str):
     """Take `user` out of the docker group (the rootful socket is root-equivalent)."""
     if "docker" in (host.get_fact(Users).get(user) or {}).get("groups", []):
-        logger.warning(f"{host.print_prefix}{user} is a rootless user and not in docker.users: "
-                       "removing it from the docker group")
+        if state.is_executing:
+            logger.warning(f"{host.print_prefix}{user} is a rootless user and not in docker.users: "
+                           "removing it from the docker group")
         yield f"gpasswd -d {shlex.quote(user)} docker"
 
 
@@ -268,7 +270,7 @@ def not_in_docker_group(user: str):
 def linger(user: str, enabled: bool = True):
     """`loginctl enable-linger` (or disable) unless the user already is (not) lingering."""
     info = host.get_fact(RootlessUser, user=user)
-    if info and bool(info.get("linger")) != enabled:
+    if bool(info.get("linger")) != enabled:
         yield f"loginctl {'enable' if enabled else 'disable'}-linger {shlex.quote(user)}"
 
 
@@ -331,8 +333,9 @@ def rootless_uninstall(user: str, path: str | None):
             yield as_user(user, f"{SETUPTOOL} uninstall --force --skip-iptables", path=path)
         yield as_user(user, f"systemctl --user disable --now {UNIT} 2>/dev/null; "
                             f"rm -f {home}/.config/systemd/user/{UNIT}; systemctl --user daemon-reload")
-        logger.info(f"{host.print_prefix}{user}: rootless Docker removed; its data stays in "
-                    f"{home}/.local/share/docker (remove: rootlesskit rm -rf it, as {user})")
+        if state.is_executing:
+            logger.info(f"{host.print_prefix}{user}: rootless Docker removed; its data stays in "
+                        f"{home}/.local/share/docker (remove: rootlesskit rm -rf it, as {user})")
     if info.get("context"):
         yield as_user(user, f"docker context use default >/dev/null; docker context rm -f {CONTEXT}")
 

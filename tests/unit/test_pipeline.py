@@ -1,0 +1,56 @@
+"""Pipeline pieces that need no Docker: summary line, results when pyinfra prints no JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarmlab import pipeline
+from swarmlab.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_FAILED_LOG = """--> Starting operation: Kernel prerequisites | modules loaded at boot
+    [b1] Success
+--> Starting operation: Docker Engine | Docker packages available
+    [b1] b1: debian-12 with docker.source=distro cannot give Docker with buildx and compose v2
+    [b1] Error: executed 0 commands
+--> pyinfra error: No hosts remaining!
+"""
+
+
+def test_summary_line_formats():
+    deploy = pipeline.DeployResult(hosts=3, changed=0, failed_hosts=[], seconds=1.0, log=Path("x"))
+    verify = pipeline.VerifyResult(passed=60, failed=0, skipped=13, seconds=9.0, skip_reasons=[],
+                                   report=Path("r"))
+    assert pipeline.summary_line(deploy, verify, 3) == (
+        "summary: hosts=3 changed=0 failed=0 verified=60/60 skipped=13"
+    )
+    assert pipeline.summary_line(deploy, None, 3) == "summary: hosts=3 changed=0 failed=0"
+
+
+def test_results_from_log_when_every_host_failed(tmp_path):
+    spec = load_spec(ROOT / "tests/live/labs/bookworm.yaml")
+    log = tmp_path / "deploy.log"
+    log.write_text(ALL_FAILED_LOG)
+    results = pipeline._results_from_log(log, spec)
+    assert results["failed_hosts"] == ["b1"]
+    assert results["totals"]["success"] == 1
+
+
+def test_results_from_log_is_none_for_other_crashes(tmp_path):
+    spec = load_spec(ROOT / "tests/live/labs/bookworm.yaml")
+    log = tmp_path / "deploy.log"
+    log.write_text("Traceback (most recent call last):\n")
+    assert pipeline._results_from_log(log, spec) is None
+
+
+def test_phase_prints_status_lines():
+    lines: list[str] = []
+    with pipeline.phase("nodes", lines.append) as info:
+        info["detail"] = "started a"
+    assert lines[0] == "==> nodes"
+    assert lines[1].startswith("  ✓ nodes (") and lines[1].endswith("started a")
+    with pytest.raises(RuntimeError), pipeline.phase("deploy", lines.append):
+        raise RuntimeError("boom")
+    assert lines[-1].startswith("  ✗ deploy (")
