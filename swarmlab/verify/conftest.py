@@ -29,7 +29,8 @@ def _ssh_config(entries: list[tuple[str, dict]]) -> Path:
             lines.append(f"  IdentityFile {data['ssh_key']}")
         if data.get("ssh_strict_host_key_checking") == "off":
             lines += ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
-        lines += ["  LogLevel ERROR", ""]
+        # one SSH connection per host for the whole run (testinfra sets ControlMaster only)
+        lines += ["  LogLevel ERROR", "  ControlPath /tmp/swarmlab-cm-%C", ""]
     fd, path = tempfile.mkstemp(prefix="swarmlab-ssh-", suffix=".config")
     Path(path).write_text("\n".join(lines))
     return Path(path)
