@@ -43,7 +43,7 @@ class NetworkSpec(_Model):
 
 class DockerSpec(_Model):
     source: Literal["auto", "official", "distro"] = "auto"
-    version: str | None = None  # pin for the official repository, e.g. "5:27.3.1-1"
+    version: str | None = None  # official repo pin: full apt version, e.g. "5:27.3.1-1~ubuntu.24.04~noble"
     log_driver: str = "json-file"
     log_opts: dict[str, str] = Field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
     daemon: dict[str, Any] = Field(default_factory=dict)  # extra daemon.json keys

@@ -7,8 +7,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebArch
 from pyinfra.operations import apt, files, server, systemd
 
-from swarmlab.deploy.context import host_distro, lab_node, lab_spec, template
-from swarmlab.deploy.ops import fail, pacman_sync_install
+from swarmlab.deploy.context import lab_node, lab_spec, template
+from swarmlab.deploy.ops import fail
+from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import (
     DOCKER_APT_KEY,
     DOCKER_APT_REPO,
@@ -17,10 +18,6 @@ from swarmlab.distros import (
     Distro,
 )
 from swarmlab.spec import LabSpec
-
-APT_CACHE_TIME = 3600
-
-
 
 
 def daemon_config(spec: LabSpec) -> dict:
@@ -32,38 +29,6 @@ def daemon_config(spec: LabSpec) -> dict:
         cfg["live-restore"] = False  # not compatible with swarm mode
     cfg.update(spec.docker.daemon)
     return cfg
-
-
-def checked_distro() -> Distro | None:
-    """The host's distro if supported and as the spec says; else fail the host and None."""
-    node = lab_node()
-    distro = host_distro()
-    if distro is None:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: unsupported OS (not one of ubuntu-22.04/24.04, debian-12/13, "
-            "manjaro); swarmlab cannot provision it",
-        )
-        return None
-    if distro.key != node.distro:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
-            f"{distro.key}; fix nodes[].distro in the spec",
-        )
-        return None
-    return distro
-
-
-@deploy("Apt lock wait")
-def apt_lock_wait() -> None:
-    """Make every apt/dpkg call wait (bounded) for a lock held by another process."""
-    files.put(
-        name="apt waits for the dpkg lock (unattended-upgrades, cloud-init)",
-        src=template("apt-lock-timeout.conf"),
-        dest="/etc/apt/apt.conf.d/90swarmlab-lock-timeout",
-        mode="0644",
-    )
 
 
 @deploy("Docker Engine")
@@ -87,20 +52,13 @@ def install_docker() -> None:
     files.directory(name="/etc/docker", path="/etc/docker", mode="0755")
     daemon_json = _daemon_json(spec)
 
-    if distro.family == "apt":
-        apt_lock_wait()
-        if source == "official":
-            _docker_apt_repo(distro)
-        installed = apt.packages(
-            name="Docker packages",
-            packages=_pinned(pkgs.install, spec.docker.version),
-            update=True,
-            cache_time=APT_CACHE_TIME,
-            no_recommends=True,
-        )
-    else:
-        installed = pacman_sync_install(name="Docker packages (full sync)",
-                                        packages=list(pkgs.install))
+    if source == "official":
+        _docker_apt_repo(distro)
+    installed = install_packages(
+        "Docker packages" if distro.family == "apt" else "Docker packages (full sync)",
+        _pinned(pkgs.install, spec.docker.version),
+        distro,
+    )
 
     systemd.service(
         name="docker service running and enabled",
@@ -126,10 +84,9 @@ def _pinned(packages: tuple[str, ...], version: str | None) -> list[str]:
 
 def _docker_apt_repo(distro: Distro) -> None:
     pkgs = DOCKER_PACKAGES[(distro.key, "official")]
+    install_packages("Repository prerequisites", ["ca-certificates", "curl"], distro)
     apt.packages(name="Remove conflicting packages", packages=list(pkgs.remove_first),
                  present=False)
-    apt.packages(name="Repository prerequisites", packages=["ca-certificates", "curl"],
-                 update=True, cache_time=APT_CACHE_TIME, no_recommends=True)
     files.directory(name="/etc/apt/keyrings", path="/etc/apt/keyrings", mode="0755")
     files.download(
         name="Docker's signing key",

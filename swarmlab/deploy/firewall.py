@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
 from swarmlab.deploy.context import lab_spec, template
-from swarmlab.deploy.docker import APT_CACHE_TIME, apt_lock_wait, checked_distro
-from swarmlab.deploy.ops import pacman_sync_install, ufw_enabled, ufw_rule
+from swarmlab.deploy.ops import ufw_enabled, ufw_rule
+from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.spec import LabSpec
 
@@ -67,12 +67,7 @@ def swarm_firewall() -> None:
         return
     rules = firewall_rules(spec)
     packages = list(FIREWALL_PACKAGES[backend])
-    if distro.family == "apt":
-        apt_lock_wait()
-        apt.packages(name=f"{backend} package", packages=packages, update=True,
-                     cache_time=APT_CACHE_TIME, no_recommends=True)
-    else:
-        pacman_sync_install(name=f"{backend} package", packages=packages)
+    install_packages(f"{backend} package", packages, distro)
 
     if backend == "ufw":
         # ufw leaves Docker's chains alone; note that it does not filter published

@@ -8,11 +8,11 @@ import socket
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
 from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.docker import APT_CACHE_TIME, apt_lock_wait, checked_distro
-from swarmlab.deploy.ops import fail, pacman_sync_install
+from swarmlab.deploy.ops import fail
+from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import NETWORK_PACKAGES
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
@@ -91,9 +91,7 @@ def static_address() -> None:
     packages = list(NETWORK_PACKAGES[distro.network_backend])
 
     if distro.network_backend == "netplan":
-        apt_lock_wait()
-        apt.packages(name="netplan", packages=packages, update=True,
-                     cache_time=APT_CACHE_TIME, no_recommends=True)
+        install_packages("netplan", packages, distro)
         systemd.service(name="systemd-networkd", service="systemd-networkd.service",
                         running=True, enabled=True)
         conf = files.template(
@@ -117,7 +115,7 @@ def static_address() -> None:
             _if=conf.did_change,
         )
     else:
-        pacman_sync_install(name="NetworkManager", packages=packages)
+        install_packages("NetworkManager", packages, distro)
         systemd.service(name="NetworkManager", service="NetworkManager.service",
                         running=True, enabled=True)
         conf = files.template(

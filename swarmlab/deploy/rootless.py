@@ -21,11 +21,11 @@ from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FunctionCommand, deploy, operation
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
 from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.docker import APT_CACHE_TIME, apt_lock_wait, checked_distro
-from swarmlab.deploy.ops import fail, pacman_sync_install
+from swarmlab.deploy.ops import fail
+from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import (
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
@@ -380,12 +380,10 @@ def rootless_docker() -> None:
     facts = host.get_fact(RootlessHost, rootlesskit=tools.rootlesskit)
     driver = rootless_storage_driver(facts.get("container", ""), facts.get("kernel", ""))
     packages = rootless_packages(distro.key, source, driver)
-    if distro.family == "apt":
-        apt_lock_wait()
-        apt.packages(name="rootless Docker packages", packages=packages, update=True,
-                     cache_time=APT_CACHE_TIME, no_recommends=True)
-    else:
-        pacman_sync_install(name="rootless Docker packages (full sync)", packages=packages)
+    install_packages(
+        "rootless Docker packages" if distro.family == "apt" else "rootless Docker packages (full sync)",
+        packages, distro,
+    )
     scripts_present(
         name=f"{SCRIPT} present",
         script=f"{tools.script_dir}/{SCRIPT}",

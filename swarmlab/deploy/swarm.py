@@ -7,6 +7,7 @@ decides at execution time, from live facts, whether this host has anything to do
 
 from __future__ import annotations
 
+from gevent.lock import Semaphore
 from pyinfra import host, logger, state
 from pyinfra.api import HiddenValue, StringCommand, deploy, operation
 from pyinfra.facts.server import Command
@@ -128,13 +129,36 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
     if not state.is_executing:
         yield f"docker swarm join --token <read from {manager_name} at run time> {manager_ip}"
         return
-    manager = state.inventory.get_host(manager_name)
-    token = manager.get_fact(Command, command=f"docker swarm join-token -q {role}", _sudo=True)
+    token = join_token(manager_name, role)
     yield StringCommand(
-        "docker", "swarm", "join", "--token", HiddenValue(token.strip()),
+        "docker", "swarm", "join", "--token", HiddenValue(token),
         "--advertise-addr", ip, "--listen-addr", f"{ip}:{SWARM_PORT}",
         f"{manager_ip}:{SWARM_PORT}",
     )
+
+
+_TOKEN_LOCK = Semaphore()
+_TOKENS: dict[tuple[int, str, str], str] = {}
+
+
+def join_token(manager_name: str, role: str) -> str:
+    """The join token for `role`, read once per run from the first manager.
+
+    Joining hosts run in parallel greenlets; they share one read (under a lock) instead of
+    each running a command on the manager's connection at the same time.
+    """
+    key = (id(state), manager_name, role)
+    with _TOKEN_LOCK:
+        if key not in _TOKENS:
+            manager = state.inventory.get_host(manager_name)
+            token = manager.get_fact(Command, command=f"docker swarm join-token -q {role}", _sudo=True)
+            if not token or not token.strip():
+                raise RuntimeError(
+                    f"could not read the swarm {role} join token from {manager_name}: "
+                    "is the first manager's swarm active?"
+                )
+            _TOKENS[key] = token.strip()
+        return _TOKENS[key]
 
 
 @operation()

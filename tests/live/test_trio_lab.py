@@ -7,11 +7,15 @@ import json
 import time
 
 import pytest
+import yaml
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
+from swarmlab.state import state_root
 
-from .conftest import lab_fixture
+from .conftest import lab_fixture, swarmlab
+
+STATE = state_root()
 
 pytestmark = pytest.mark.live
 lab = lab_fixture("trio")
@@ -116,3 +120,34 @@ def test_stale_member_is_reconciled(lab):
         time.sleep(2)
     again = lab.run("deploy", "--no-verify")
     assert again.summary["changed"] == 0, again.out
+
+
+def test_join_tokens_never_logged(lab):
+    manager = lab.spec.first_manager.name
+    tokens = [
+        lab.exec(manager, "docker", "swarm", "join-token", "-q", role).strip()
+        for role in ("worker", "manager")
+    ]
+    logs = list((STATE / lab.spec.name).glob("*.log"))
+    assert logs, "no deploy logs to check"
+    for log in logs:
+        text = log.read_text(errors="replace")
+        for token in tokens:
+            assert token not in text, f"a join token appears in {log}"
+
+
+def test_down_node_removed_from_spec_is_removed_from_swarm(lab, tmp_path):
+    """Drop the last worker from the spec and stop it: the next deploy removes it."""
+    gone = lab.spec.workers[-1].name
+    data = yaml.safe_load(lab.path.read_text())
+    data["nodes"] = [n for n in data["nodes"] if n["name"] != gone]
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(yaml.safe_dump(data))
+    docker_cli.docker("stop", f"swarmlab-{lab.spec.name}-{gone}")
+    deadline = time.monotonic() + 60
+    while _node_states(lab).get(gone) != "Down":
+        assert time.monotonic() < deadline, f"manager never saw {gone} Down: {_node_states(lab)}"
+        time.sleep(2)
+    run = swarmlab("deploy", "--no-verify", spec=smaller)
+    assert run.rc == 0, run.out + run.err
+    assert gone not in _node_states(lab), _node_states(lab)

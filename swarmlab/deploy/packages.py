@@ -1,0 +1,57 @@
+"""Package installs for both package families, and the distro check every deploy starts with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import apt, files
+
+from swarmlab.deploy.context import host_distro, lab_node, template
+from swarmlab.deploy.ops import fail, pacman_sync_install
+from swarmlab.distros import Distro
+
+APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
+
+
+@deploy("Apt lock wait")
+def apt_lock_wait() -> None:
+    """Make every apt/dpkg call wait (bounded) for a lock held by another process."""
+    files.put(
+        name="apt waits for the dpkg lock (unattended-upgrades, cloud-init)",
+        src=template("apt-lock-timeout.conf"),
+        dest="/etc/apt/apt.conf.d/90swarmlab-lock-timeout",
+        mode="0644",
+    )
+
+
+def install_packages(name: str, packages: Iterable[str], distro: Distro) -> OperationMeta:
+    """Install what is missing: apt (lists at most APT_CACHE_TIME old) or a pacman full sync."""
+    if distro.family == "apt":
+        apt_lock_wait()
+        return apt.packages(name=name, packages=list(packages), update=True,
+                            cache_time=APT_CACHE_TIME, no_recommends=True)
+    return pacman_sync_install(name=name, packages=list(packages))
+
+
+def checked_distro() -> Distro | None:
+    """The host's distro if supported and as the spec says; else fail the host and None."""
+    node = lab_node()
+    distro = host_distro()
+    if distro is None:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: unsupported OS (not one of ubuntu-22.04/24.04, debian-12/13, "
+            "manjaro); swarmlab cannot provision it",
+        )
+        return None
+    if distro.key != node.distro:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
+            f"{distro.key}; fix nodes[].distro in the spec",
+        )
+        return None
+    return distro
