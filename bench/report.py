@@ -13,6 +13,7 @@ TARGETS = (
     ("no_change_s", "no-change re-run <= 5 s (3 nodes)", 5.0),
     ("verify_s", "verify <= 10 s (3 nodes)", 10.0),
     ("scale_12_over_3", "12 nodes <= 1.5x 3-node cold deploy (ratio)", 1.5),
+    ("warm_over_empty", "warm-cache cold converge <= 0.5x empty-cache (ratio)", 0.5),
 )
 
 REQUIRED_KEYS = ("date", "machine", "lab", "nodes", "packages", "floor", "cold", "no_change",
@@ -38,6 +39,8 @@ def evaluate_targets(result: dict) -> list[dict]:
         "no_change_s": (result.get("no_change") or {}).get("deploy_s"),
         "verify_s": (result.get("verify") or {}).get("seconds"),
         "scale_12_over_3": r["scale_12_over_3"],
+        "warm_over_empty": (result.get("package_cache") or {}).get("warm_over_empty")
+        if isinstance(result.get("package_cache"), dict) else None,
     }
     out = []
     for key, text, limit in TARGETS:
@@ -92,7 +95,7 @@ def finalize(result: dict) -> dict:
     result["ratios"] = ratios(result)
     result["targets"] = evaluate_targets(result)
     result["where_time_goes"] = where_time_goes(result, result["targets"])
-    result.setdefault("package_cache", "not implemented")
+    result.setdefault("package_cache", {})
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import subprocess
 import tempfile
@@ -15,6 +14,7 @@ import yaml
 
 from swarmlab import pipeline
 from swarmlab.containerlab import provider
+from swarmlab.containerlab.cache import remove_cache
 from swarmlab.containerlab.image import NodeImage, ensure_image
 from swarmlab.distros import DISTROS, DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES
 from swarmlab.spec import LabSpec, load_spec
@@ -64,15 +64,10 @@ def _out(msg: str) -> None:
     print(f"  {msg}", flush=True)
 
 
-def _nodes_up_kwargs() -> dict:
-    # floor and converge both start from nodes without the lab's package cache (where
-    # nodes_up offers one): the warm-vs-empty cache comparison is not implemented
-    return {"cache": False} if "cache" in inspect.signature(pipeline.nodes_up).parameters else {}
-
-
-def timed_nodes_up(spec: LabSpec) -> float:
+def timed_nodes_up(spec: LabSpec, cache: bool = False) -> float:
+    """Fresh nodes; floor and cold converge both run without the package cache (same state)."""
     start = time.monotonic()
-    pipeline.nodes_up(spec, out=_out, **_nodes_up_kwargs())
+    pipeline.nodes_up(spec, out=_out, cache=cache)
     return round(time.monotonic() - start, 1)
 
 
@@ -194,9 +189,7 @@ class DeployLogWatch:
 def deploy(spec: LabSpec, path: Path) -> dict:
     log = lab_state_dir(spec.name) / "deploy-swarm.log"
     with DeployLogWatch(log) as watch:
-        kwargs = {"progress": watch.on_progress} if "progress" in inspect.signature(
-            pipeline.run_deploy).parameters else {}
-        res = pipeline.run_deploy(spec, path, **kwargs)
+        res = pipeline.run_deploy(spec, path, progress=watch.on_progress)
     phases = watch.phases()
     return {"deploy_s": round(res.seconds, 1), "changed": res.changed, "failed_hosts": res.failed_hosts,
             "operations": phases.pop("operations"), "deploy_phases": phases,
@@ -214,8 +207,24 @@ def verify(spec: LabSpec, path: Path) -> dict:
             "slowest": [(n, round(t, 1)) for n, t in cases[:5]]}
 
 
+def package_cache(spec: LabSpec, path: Path) -> dict:
+    """Cold converge through the shared package cache: emptied first, then warm."""
+    remove_cache()
+    out: dict = {}
+    for state in ("empty", "warm"):
+        provider.remove_lab(spec.name)
+        timed_nodes_up(spec, cache=True)
+        run = deploy(spec, path)
+        out[f"{state}_cold_deploy_s"] = run["deploy_s"]
+        out[f"{state}_failed_hosts"] = run["failed_hosts"]
+        print(f"  {state} cache: cold deploy {run['deploy_s']} s", flush=True)
+    provider.remove_lab(spec.name)
+    out["warm_over_empty"] = round(out["warm_cold_deploy_s"] / out["empty_cold_deploy_s"], 2)
+    return out
+
+
 def bench(scale: list[int]) -> dict:
-    result: dict = {"lab": "bench3", "nodes": 3, "scale": {}, "package_cache": "not implemented",
+    result: dict = {"lab": "bench3", "nodes": 3, "scale": {}, "package_cache": {},
                     "floor": {}, "cold": {}, "no_change": {}, "verify": {}}
     labs: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="swarmlab-bench-") as tmpdir:
@@ -229,14 +238,14 @@ def bench(scale: list[int]) -> dict:
             t = time.monotonic()
             built = ensure_image(NodeImage(DISTRO), log=_out)
             result["image_build_s"] = round(time.monotonic() - t, 1) if built else 0.0
-            print(f"==> [1/5] floor: fresh nodes + bare apt install of {' '.join(packages)}", flush=True)
+            print(f"==> [1/6] floor: fresh nodes + bare apt install of {' '.join(packages)}", flush=True)
             provider.remove_lab(spec.name)
             start_s = timed_nodes_up(spec)
             result["floor"] = {"node_start_s": start_s, **floor(spec, packages)}
             print(f"  floor install {result['floor']['install_s']} s", flush=True)
             provider.remove_lab(spec.name)
 
-            print("==> [2/5] cold converge: fresh nodes -> deploy -> verify", flush=True)
+            print("==> [2/6] cold converge: fresh nodes -> deploy -> verify", flush=True)
             cold_start = timed_nodes_up(spec)
             cold = deploy(spec, path)
             print(f"  cold deploy {cold['deploy_s']} s changed={cold['changed']} "
@@ -245,20 +254,23 @@ def bench(scale: list[int]) -> dict:
             result["cold"] = {"node_start_s": cold_start, **cold, "verify_s": v["seconds"],
                               "verify_passed": v["passed"], "verify_failed": v["failed"]}
 
-            print("==> [3/5] no-change re-run", flush=True)
+            print("==> [3/6] no-change re-run", flush=True)
             result["no_change"] = deploy(spec, path)
             print(f"  no-change {result['no_change']['deploy_s']} s changed="
                   f"{result['no_change']['changed']}", flush=True)
 
-            print("==> [4/5] verify", flush=True)
+            print("==> [4/6] verify", flush=True)
             result["verify"] = verify(spec, path)
             print(f"  verify {result['verify']['seconds']} s", flush=True)
             provider.remove_lab(spec.name)
             result["scale"]["3"] = {"cold_deploy_s": cold["deploy_s"],
                                     "no_change_s": result["no_change"]["deploy_s"]}
 
+            print("==> [5/6] package cache: cold converge with an empty, then a warm cache", flush=True)
+            result["package_cache"] = package_cache(spec, path)
+
             for n in [s for s in scale if s != 3]:
-                print(f"==> [5/5] scale {n} nodes (1 manager, {n - 1} workers)", flush=True)
+                print(f"==> [6/6] scale {n} nodes (1 manager, {n - 1} workers)", flush=True)
                 sspec, spath = write_spec(n, f"bench{n}", tmp)
                 labs.add(sspec.name)
                 provider.remove_lab(sspec.name)

@@ -48,12 +48,24 @@ def test_report_writes_json_and_png(tmp_path):
         "no_change_s": "met",  # 4 <= 5
         "verify_s": "missed",  # 12 > 10
         "scale_12_over_3": "not run",
+        "warm_over_empty": "not run",
     }
     assert data["ratios"]["cold_over_floor"] == 2.0
-    assert data["package_cache"] == "not implemented"
+    assert data["package_cache"] == {}
     text = "\n".join(data["where_time_goes"])
     assert "Docker Engine: 70.0 s" in text and "test_swarm::test_nodes" in text
     assert "[ missed] verify <= 10 s" in report.summary(data)
+
+
+def test_package_cache_ratio_evaluated():
+    result = recorded()
+    result["package_cache"] = {"empty_cold_deploy_s": 100.0, "warm_cold_deploy_s": 40.0,
+                               "warm_over_empty": 0.4}
+    status = {t["key"]: t["status"] for t in report.finalize(result)["targets"]}
+    assert status["warm_over_empty"] == "met"
+    result["package_cache"]["warm_over_empty"] = 0.8
+    status = {t["key"]: t["status"] for t in report.finalize(result)["targets"]}
+    assert status["warm_over_empty"] == "missed"
 
 
 def test_scale_ratio_evaluated():
