@@ -51,9 +51,15 @@ def parse_ssh_config(text: str) -> dict[str, str]:
     return out
 
 
+def vagrant_dotfile(root: Path = PROJECT_ROOT) -> Path:
+    """Where Vagrant keeps this project's machines: VAGRANT_DOTFILE_PATH (relative to the
+    Vagrantfile's directory, as Vagrant reads it) or `.vagrant`."""
+    return root / (os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant")
+
+
 def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
     """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant."""
-    if not (root / ".vagrant").is_dir():
+    if not vagrant_dotfile(root).is_dir():
         return {}
     try:
         import vagrant  # python-vagrant

@@ -27,6 +27,8 @@ from swarmlab.state import PROJECT_ROOT, lab_state_dir
 INVENTORY = PROJECT_ROOT / "inventories" / "lab.py"
 SWARM_DEPLOY = PROJECT_ROOT / "deploys" / "swarm.py"
 VERIFY_SUITE = PROJECT_ROOT / "swarmlab" / "verify"
+# one pytest-xdist worker per test module: checks wait on SSH round trips, not on CPU
+VERIFY_PARALLEL = ("-n", "4", "--dist", "loadfile")
 
 
 class PipelineError(RuntimeError):
@@ -209,7 +211,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None) -
 
     report = lab_state_dir(spec.name) / "verify-junit.xml"
     cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",
-           f"--junitxml={report}", *(extra or [])]
+           f"--junitxml={report}", *VERIFY_PARALLEL, *(extra or [])]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
     seconds = time.monotonic() - start

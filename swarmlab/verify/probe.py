@@ -8,11 +8,13 @@ removed by `cleanup()`.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 
 from swarmlab.spec import LabSpec
 
-LABEL = "swarmlab.probe=1"
+# per pytest-xdist worker, so one worker's cleanup never removes another's workloads
+LABEL = f"swarmlab.probe={os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 # package family -> shell that leaves the busybox binary at ./busybox (in a temp dir)
 FETCH_BUSYBOX = {
@@ -68,7 +70,6 @@ class Probe:
 
     def cleanup(self) -> None:
         manager = self.hosts[self.spec.first_manager.name]
-        manager.run("docker stack rm swarmlab-probe")
         manager.run(f"docker service ls -q --filter label={LABEL} | xargs -r docker service rm")
         manager.run(f"docker secret ls -q --filter label={LABEL} | xargs -r docker secret rm")
         for host in self.hosts.values():
