@@ -4,6 +4,9 @@ firewall from outside the subnet, worker fault and recovery, down."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +14,7 @@ import yaml
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
-from swarmlab.state import state_root
+from swarmlab.state import PROJECT_ROOT, state_root
 
 from .conftest import lab_fixture, swarmlab
 
@@ -151,3 +154,24 @@ def test_down_node_removed_from_spec_is_removed_from_swarm(lab, tmp_path):
     run = swarmlab("deploy", "--no-verify", spec=smaller)
     assert run.rc == 0, run.out + run.err
     assert gone not in _node_states(lab), _node_states(lab)
+
+
+def test_network_deploy_refuses_to_drop_its_own_connection(lab):
+    """Connect through a second address on the lab NIC: the netplan change would drop it."""
+    node = lab.spec.workers[0]
+    extra = "10.88.0.112"
+    lab.exec(node.name, "ip", "addr", "add", f"{extra}/24", "dev", "eth0")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyinfra", "-y", "--limit", node.name,
+             "--data", f"ssh_hostname={extra}", "inventories/lab.py", "deploys/network.py"],
+            capture_output=True, text=True, cwd=PROJECT_ROOT,
+            env=dict(os.environ, SWARMLAB_SPEC=str(lab.path)),
+        )
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out
+        assert f"refusing to configure eth0: pyinfra is connected through {extra}" in out, out
+        # nothing was cut: the address pyinfra used is still there
+        assert extra in lab.exec(node.name, "ip", "-4", "addr", "show", "eth0")
+    finally:
+        lab.exec(node.name, "ip", "addr", "del", f"{extra}/24", "dev", "eth0", check=False)

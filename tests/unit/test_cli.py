@@ -1,0 +1,47 @@
+"""The CLI's validate command: clear errors, exit codes, no traceback, no host touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from swarmlab.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_ok():
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "ok — lab local, 1 manager(s), 2 worker(s) on 10.77.0.0/24" in result.output
+
+
+def test_validate_bad_spec_names_the_field_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "labs/local.yaml").read_text().replace("ip: 10.77.0.13", "ip: 10.77.0.255")
+    bad.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "nodes[2].ip: 10.77.0.255 is the broadcast address of the lab subnet" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_yaml_error_gives_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes: [\n  - a\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "YAML syntax error at line" in result.output
+
+
+def test_up_with_a_bad_spec_touches_nothing(tmp_path, monkeypatch):
+    """Validation runs before the engine or any node is contacted."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "labs/local.yaml").read_text().replace("role: manager", "role: worker"))
+    import swarmlab.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "nodes_up", lambda *a, **k: (_ for _ in ()).throw(AssertionError("touched")))
+    result = CliRunner().invoke(main, ["up", "--spec", str(bad)])
+    assert result.exit_code == 2
+    assert "nodes: no node has role: manager" in result.output
