@@ -7,16 +7,23 @@ IPs with the user's own SSH settings (`SWARMLAB_SSH_USER`, `SWARMLAB_SSH_KEY`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.state import PROJECT_ROOT, state_root
+from swarmlab.state import PROJECT_ROOT, lab_state_dir, state_root
 
 DEFAULT_SPEC = PROJECT_ROOT / "lab.yaml"
 CONNECTION_FILE = "connection.json"
+VAGRANT_TRIES = 3  # a query Vagrant refuses (another `vagrant` holds the machine) is retried
 
 HostEntry = tuple[str, dict[str, Any]]
 
@@ -58,7 +65,14 @@ def vagrant_dotfile(root: Path = PROJECT_ROOT) -> Path:
 
 
 def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
-    """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant."""
+    """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant.
+
+    Vagrant refuses a second process on a machine another one is reading ("machine is
+    locked"), which parallel readers of this inventory (pytest-xdist workers of the
+    verification) would hit: the queries of this lab are serialized by a lock file in its
+    state dir, a refused one is retried, and if Vagrant still fails the spec's IPs are used
+    with a warning on stderr.
+    """
     if not vagrant_dotfile(root).is_dir():
         return {}
     try:
@@ -67,15 +81,31 @@ def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, d
         return {}
     env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
     v = vagrant.Vagrant(str(root), env=env, quiet_stderr=True, quiet_stdout=True)
-    try:
-        running = {s.name for s in v.status() if s.state == v.RUNNING}
-    except Exception:  # vagrant missing or environment broken: fall back to spec IPs
-        return {}
-    out = {}
-    for node in spec.nodes:
-        if node.name in running:
-            out[node.name] = ssh_data_from_config(parse_ssh_config(v.ssh_config(vm_name=node.name)))
-    return out
+    error: Exception | None = None
+    with _vagrant_lock(spec):
+        for attempt in range(VAGRANT_TRIES):
+            try:
+                running = {s.name for s in v.status() if s.state == v.RUNNING}
+                return {
+                    node.name: ssh_data_from_config(parse_ssh_config(v.ssh_config(vm_name=node.name)))
+                    for node in spec.nodes if node.name in running
+                }
+            except subprocess.CalledProcessError as err:  # refused or failed: try again
+                error = err
+                time.sleep(1.0 + attempt)
+            except Exception as err:  # vagrant missing or environment broken
+                error = err
+                break
+    print(f"swarmlab inventory: Vagrant did not answer in {root} ({error}); "
+          "using the spec's IPs", file=sys.stderr)
+    return {}
+
+
+@contextmanager
+def _vagrant_lock(spec: LabSpec) -> Iterator[None]:
+    with (lab_state_dir(spec.name) / "vagrant.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def ssh_data_from_config(cfg: dict[str, str]) -> dict[str, Any]:

@@ -7,9 +7,12 @@ decides at execution time, from live facts, whether this host has anything to do
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from gevent.lock import Semaphore
 from pyinfra import host, logger, state
 from pyinfra.api import HiddenValue, StringCommand, deploy, operation
+from pyinfra.context import ctx_state
 from pyinfra.facts.server import Command
 
 from swarmlab.deploy.context import lab_node, lab_spec
@@ -138,7 +141,8 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
 
 
 _TOKEN_LOCK = Semaphore()
-_TOKENS: dict[tuple[int, str, str], str] = {}
+# per pyinfra State (weak: a finished run's tokens go with it), then (manager, role)
+_TOKENS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def join_token(manager_name: str, role: str) -> str:
@@ -147,9 +151,10 @@ def join_token(manager_name: str, role: str) -> str:
     Joining hosts run in parallel greenlets; they share one read (under a lock) instead of
     each running a command on the manager's connection at the same time.
     """
-    key = (id(state), manager_name, role)
+    key = (manager_name, role)
     with _TOKEN_LOCK:
-        if key not in _TOKENS:
+        tokens = _TOKENS.setdefault(ctx_state.get(), {})
+        if key not in tokens:
             manager = state.inventory.get_host(manager_name)
             token = manager.get_fact(Command, command=f"docker swarm join-token -q {role}", _sudo=True)
             if not token or not token.strip():
@@ -157,8 +162,8 @@ def join_token(manager_name: str, role: str) -> str:
                     f"could not read the swarm {role} join token from {manager_name}: "
                     "is the first manager's swarm active?"
                 )
-            _TOKENS[key] = token.strip()
-        return _TOKENS[key]
+            tokens[key] = token.strip()
+        return tokens[key]
 
 
 @operation()
