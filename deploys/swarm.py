@@ -1,4 +1,4 @@
-"""The whole lab: kernel, network, Docker, firewall, rootless users, then the swarm.
+"""The whole lab: kernel, packages, network, Docker, rootless users, firewall, then the swarm.
 
     pyinfra inventories/lab.py deploys/swarm.py
 """
@@ -6,11 +6,13 @@
 from swarmlab.deploy.docker import install_docker
 from swarmlab.deploy.firewall import swarm_firewall
 from swarmlab.deploy.kernel import kernel_prerequisites
+from swarmlab.deploy.lab import lab_packages
 from swarmlab.deploy.network import static_address
 from swarmlab.deploy.rootless import rootless_docker
 from swarmlab.deploy.swarm import form_swarm
 
 kernel_prerequisites()
+lab_packages()
 static_address()
 install_docker()
 rootless_docker()

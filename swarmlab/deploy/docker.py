@@ -50,7 +50,7 @@ def install_docker() -> None:
         return
 
     files.directory(name="/etc/docker", path="/etc/docker", mode="0755")
-    daemon_json = _daemon_json(spec)
+    daemon_config_file = daemon_json(spec)
 
     if source == "official":
         _docker_apt_repo(distro)
@@ -70,7 +70,7 @@ def install_docker() -> None:
         name="restart docker for the new daemon.json",
         service="docker.service",
         restarted=True,
-        _if=[daemon_json.did_change, installed.did_not_change],
+        _if=[daemon_config_file.did_change, installed.did_not_change],
     )
     for user in spec.docker.users:
         server.user(name=f"{user} in the docker group", user=user, groups=["docker"], append=True)
@@ -108,7 +108,8 @@ def _docker_apt_repo(distro: Distro) -> None:
     apt.update(name="apt update for Docker's repository", _if=repo.did_change)
 
 
-def _daemon_json(spec: LabSpec):
+def daemon_json(spec: LabSpec):
+    """/etc/docker/daemon.json from the template (the operation's meta)."""
     return files.template(
         name="daemon.json",
         src=template("daemon.json.j2"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
 from collections import namedtuple
@@ -67,6 +68,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv("SWARMLAB_SSH_USER", raising=False)
     monkeypatch.delenv("SWARMLAB_SSH_KEY", raising=False)
     monkeypatch.delenv("SWARMLAB_SPEC", raising=False)
+    monkeypatch.delenv("VAGRANT_DOTFILE_PATH", raising=False)
     return state
 
 
@@ -223,6 +225,23 @@ def test_vagrant_connections_reads_running_machines(
     assert v.ssh_config_calls == ["node1", "node2", "node3"]
 
 
+def test_vagrant_connections_follow_vagrant_dotfile_path(
+    tmp_path: Path, fake_vagrant: type[FakeVagrant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vagrant's state kept elsewhere (VAGRANT_DOTFILE_PATH, relative to the Vagrantfile's
+    directory like Vagrant reads it): the inventory looks there, not at `.vagrant`."""
+    root = tmp_path / "project"
+    (root / ".vagrant").mkdir(parents=True)
+    dot = tmp_path / "vagrant-state"
+    (dot / "machines").mkdir(parents=True)
+    monkeypatch.setenv("VAGRANT_DOTFILE_PATH", str(dot))
+    assert list(vagrant_connections(load_spec(VMLAB), root=root)) == ["node1", "node2", "node3"]
+    assert fake_vagrant.instances[0].env["VAGRANT_DOTFILE_PATH"] == str(dot)
+    monkeypatch.setenv("VAGRANT_DOTFILE_PATH", "elsewhere")  # root/elsewhere: no machines
+    assert vagrant_connections(load_spec(VMLAB), root=root) == {}
+    assert inventory.vagrant_dotfile(root) == root / "elsewhere"
+
+
 def test_vagrant_connections_skips_machines_not_running(
     vagrant_root: Path, fake_vagrant: type[FakeVagrant]
 ) -> None:
@@ -239,6 +258,29 @@ def test_vagrant_connections_falls_back_when_status_fails(
 ) -> None:
     fake_vagrant.status_error = OSError("vagrant: command not found")
     assert vagrant_connections(load_spec(VMLAB), root=vagrant_root) == {}
+
+
+def test_vagrant_connections_retry_a_refused_query_then_warn(
+    vagrant_root: Path, fake_vagrant: type[FakeVagrant], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`vagrant status` refused ("machine is locked" by another vagrant process) is retried;
+    one that keeps failing falls back to the spec's IPs with a warning."""
+    refusals = [2]
+
+    def status(self, vm_name=None):
+        if refusals[0]:
+            refusals[0] -= 1
+            raise subprocess.CalledProcessError(1, ["vagrant", "status"])
+        return [Status(n, "running", "docker") for n in ("node1", "node2", "node3")]
+
+    monkeypatch.setattr(fake_vagrant, "status", status)
+    monkeypatch.setattr(inventory.time, "sleep", lambda s: None)
+    assert list(vagrant_connections(load_spec(VMLAB), root=vagrant_root)) == ["node1", "node2", "node3"]
+    assert capsys.readouterr().err == ""
+    refusals[0] = inventory.VAGRANT_TRIES
+    assert vagrant_connections(load_spec(VMLAB), root=vagrant_root) == {}
+    assert "Vagrant did not answer" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- lab_groups

@@ -219,3 +219,25 @@ def test_up_without_the_manjaro_box_says_which_box(env: dict[str, str], tmp_path
     assert f"vagrant box add {wanted} --provider virtualbox" in proc.stderr
     assert "`box:" in proc.stderr and str(spec) in proc.stderr
     assert not (tmp_path / "dotvagrant" / "machines" / manjaro["name"] / "virtualbox" / "id").exists()
+
+
+@pytest.mark.parametrize("missing", ["SWARMLAB_NODE_IMAGE", "key"])
+def test_docker_up_needs_the_image_and_the_lab_key(env: dict[str, str], tmp_path: Path, missing: str) -> None:
+    """`vagrant up --provider=docker` stops before touching docker without the node image or
+    the lab key (default: the lab's state key, SWARMLAB_STATE/<lab>/id_ed25519)."""
+    state = tmp_path / "state"
+    env = dict(env, SWARMLAB_SPEC="labs/local.yaml", SWARMLAB_STATE=str(state),
+               SWARMLAB_NODE_IMAGE="swarmlab/node:test")
+    key = state / "local" / "id_ed25519"
+    if missing == "SWARMLAB_NODE_IMAGE":
+        del env["SWARMLAB_NODE_IMAGE"]
+        key.parent.mkdir(parents=True)
+        key.write_text("stand-in\n")
+        key.with_suffix(".pub").write_text("stand-in\n")
+    proc = run(env, "up", "--provider=docker")
+    assert proc.returncode != 0
+    if missing == "key":
+        assert f"the SSH key {key} (and {key}.pub) of the node user `lab` does not exist" in proc.stderr
+    else:
+        assert "the docker provider needs SWARMLAB_NODE_IMAGE" in proc.stderr
+    assert not (tmp_path / "dotvagrant" / "machines" / "node1" / "docker" / "id").exists()

@@ -1,0 +1,44 @@
+"""The one-transaction package list per distro and Docker source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swarmlab.deploy.lab import lab_package_list
+from swarmlab.distros import DISTROS
+from swarmlab.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec_for(distro: str, source: str):
+    data = yaml.safe_load((ROOT / "labs/local.yaml").read_text())
+    data["docker"]["source"] = source
+    for node in data["nodes"]:
+        node["distro"] = distro
+    spec = parse_spec(yaml.safe_dump(data))
+    return spec, spec.nodes[0], DISTROS[distro]
+
+
+def test_debian13_distro_installs_everything_at_once():
+    packages, with_docker = lab_package_list(*spec_for("debian-13", "distro"))
+    assert with_docker
+    assert packages == ["netplan.io", "ufw", "docker.io", "docker-cli", "docker-buildx", "docker-compose"]
+
+
+@pytest.mark.parametrize("distro,source", [("ubuntu-24.04", "official"), ("debian-12", "distro")])
+def test_docker_left_to_its_deploy(distro, source):
+    """Official repo needs its repository first; Debian 12's gap fails in the Docker deploy."""
+    packages, with_docker = lab_package_list(*spec_for(distro, source))
+    assert not with_docker
+    assert packages == ["netplan.io", "ufw"]
+
+
+def test_manjaro_gets_networkmanager_and_nftables():
+    packages, with_docker = lab_package_list(*spec_for("manjaro", "distro"))
+    assert with_docker
+    assert packages[:2] == ["networkmanager", "nftables"]
+    assert "docker-buildx" in packages
