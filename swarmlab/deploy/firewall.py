@@ -8,7 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from swarmlab.deploy.context import lab_spec, template
-from swarmlab.deploy.ops import ufw_enabled, ufw_rule
+from swarmlab.deploy.ops import ufw_enabled, ufw_rules
 from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.spec import LabSpec
@@ -72,8 +72,8 @@ def swarm_firewall() -> None:
     if backend == "ufw":
         # ufw leaves Docker's chains alone; note that it does not filter published
         # container ports (Docker's DNAT bypasses INPUT): filter those in DOCKER-USER.
-        for rule in rules:
-            ufw_rule(name=f"ufw: {rule.why} {rule.proto}/{rule.port or '-'}", rule=rule.ufw())
+        ufw_rules(name="ufw rules: SSH, and swarm ports from the lab subnet",
+                  rules=[rule.ufw() for rule in rules])
         ufw_enabled(name="ufw enabled")
     else:
         conf = files.template(

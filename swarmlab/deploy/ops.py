@@ -20,10 +20,15 @@ def fail(message: str):
 
 
 @operation()
-def ufw_rule(rule: str):
-    """Add one ufw rule (as `ufw show added` prints it, without the `ufw` word) if missing."""
-    if rule not in host.get_fact(UfwAddedRules):
-        yield f"ufw {rule}"
+def ufw_rules(rules: list[str]):
+    """Add the ufw rules (as `ufw show added` prints them, without `ufw`) that are missing.
+
+    One operation, one read of ufw's rules: ufw is a Python program and slow to start.
+    """
+    added = host.get_fact(UfwAddedRules)
+    for rule in rules:
+        if rule not in added:
+            yield f"ufw {rule}"
 
 
 @operation()
