@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# Data shared with the Vagrantfile (Ruby reads the same file).
+PLATFORM = json.loads((Path(__file__).parent / "data" / "platform.json").read_text())
 
 
 @dataclass(frozen=True)
@@ -17,26 +22,27 @@ class Distro:
     default_docker_source: str  # "official" or "distro"
     network_backend: str  # "netplan" or "networkmanager"
     firewall_backend: str  # firewall.backend "auto" resolves to this
-    vagrant_box: str
-    vagrant_memory: int  # MiB
     node_image_base: str  # how the container lab builds a node: "debootstrap:<suite>" or an image
+
+    @property
+    def vagrant_box(self) -> str:
+        return PLATFORM["vagrant_boxes"][self.key]["box"]
+
+    @property
+    def vagrant_memory(self) -> int:
+        """Default VM memory in MiB."""
+        return PLATFORM["vagrant_boxes"][self.key]["memory"]
 
 
 DISTROS: dict[str, Distro] = {
     d.key: d
     for d in (
-        Distro("ubuntu-22.04", "ubuntu", "22.04", "jammy", "apt", "official", "netplan", "ufw",
-               "bento/ubuntu-22.04", 2048, "ubuntu:22.04"),
-        Distro("ubuntu-24.04", "ubuntu", "24.04", "noble", "apt", "official", "netplan", "ufw",
-               "bento/ubuntu-24.04", 2048, "ubuntu:24.04"),
-        Distro("debian-12", "debian", "12", "bookworm", "apt", "distro", "netplan", "ufw",
-               "debian/bookworm64", 2048, "debootstrap:bookworm"),
-        Distro("debian-13", "debian", "13", "trixie", "apt", "distro", "netplan", "ufw",
-               "debian/trixie64", 2048, "debootstrap:trixie"),
-        # No maintained Manjaro box exists; this community box is documented in the README.
-        # Manjaro VMs hung at 4 GB in the reference notes and worked at 8 GB.
+        Distro("ubuntu-22.04", "ubuntu", "22.04", "jammy", "apt", "official", "netplan", "ufw", "ubuntu:22.04"),
+        Distro("ubuntu-24.04", "ubuntu", "24.04", "noble", "apt", "official", "netplan", "ufw", "ubuntu:24.04"),
+        Distro("debian-12", "debian", "12", "bookworm", "apt", "distro", "netplan", "ufw", "debootstrap:bookworm"),
+        Distro("debian-13", "debian", "13", "trixie", "apt", "distro", "netplan", "ufw", "debootstrap:trixie"),
         Distro("manjaro", "manjaro", "", "", "pacman", "distro", "networkmanager", "nftables",
-               "Zelec/manjarolinux", 8192, "manjarolinux/base"),
+               "manjarolinux/base"),
     )
 }
 

@@ -12,25 +12,16 @@ from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.cache import APT_PROXY_FILE, CACHE_CONTAINER
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
+from swarmlab.distros import PLATFORM
 from swarmlab.spec import LabSpec, NodeSpec
 from swarmlab.state import lab_state_dir
 
 LAB_LABEL = "swarmlab.lab"
 NODE_LABEL = "swarmlab.node"
 
-# What a systemd node with a nested dockerd needs on this kind of host (no --privileged).
-NODE_RUN_FLAGS = (
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined",
-    "--security-opt", "apparmor=unconfined",
-    "--security-opt", "systempaths=unconfined",
-    "--device-cgroup-rule", "a *:* rwm",
-    "--cgroupns", "host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    "--device", "/dev/net/tun",
-    "--stop-signal", "SIGRTMIN+3",
-)
+# What a systemd node with a nested dockerd needs on this kind of host (no --privileged);
+# shared with the Vagrantfile's docker provider.
+NODE_RUN_FLAGS = tuple(PLATFORM["node_run_flags"])
 
 
 class ProviderError(RuntimeError):
