@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from pyinfra import host
+from pyinfra.context import ctx_state
 from pyinfra.facts.server import LinuxDistribution
 
 from swarmlab.distros import Distro, distro_from_os_release
@@ -38,8 +40,15 @@ def template(name: str) -> str:
     return str(TEMPLATES / name)
 
 
+# per pyinfra State (weak), then host name: the OS does not change during a run, and every
+# sub-deploy asks for it
+_DISTROS: WeakKeyDictionary = WeakKeyDictionary()
+
+
 def host_distro() -> Distro | None:
     """The supported distro the host really runs (from /etc/os-release), or None."""
-    info = host.get_fact(LinuxDistribution)
-    meta = info.get("release_meta") or {}
-    return distro_from_os_release(meta.get("ID", ""), meta.get("VERSION_ID", ""))
+    known = _DISTROS.setdefault(ctx_state.get(), {})
+    if host.name not in known:
+        meta = host.get_fact(LinuxDistribution).get("release_meta") or {}
+        known[host.name] = distro_from_os_release(meta.get("ID", ""), meta.get("VERSION_ID", ""))
+    return known[host.name]
