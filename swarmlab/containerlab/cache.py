@@ -12,7 +12,7 @@ import time
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.docker_cli import docker
-from swarmlab.containerlab.image import NodeImage
+from swarmlab.containerlab.image import NodeImage, ensure_image
 from swarmlab.spec import LabSpec
 
 CACHE_CONTAINER = "swarmlab-apt-cache"
@@ -36,6 +36,7 @@ def cache_image() -> str:
     tag = f"swarmlab/apt-cache:{base.content_hash}"
     if docker_cli.image_exists(tag):
         return tag
+    ensure_image(base)  # a lab of other nodes (debian-12) has not built it
     builder = f"{CACHE_CONTAINER}-build"
     docker("rm", "-f", builder, check=False)
     try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from weakref import WeakKeyDictionary
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import ctx_state
 from pyinfra.operations import apt, files
 
 from swarmlab.deploy.context import host_distro, lab_node, template
@@ -27,10 +29,17 @@ def apt_lock_wait() -> None:
     )
 
 
+# per pyinfra State (weak), the hosts that already got the apt lock setting in this run
+_LOCK_WAIT_DECLARED: WeakKeyDictionary = WeakKeyDictionary()
+
+
 def install_packages(name: str, packages: Iterable[str], distro: Distro) -> OperationMeta:
     """Install what is missing: apt (lists at most APT_CACHE_TIME old) or a pacman full sync."""
     if distro.family == "apt":
-        apt_lock_wait()
+        declared = _LOCK_WAIT_DECLARED.setdefault(ctx_state.get(), set())
+        if host.name not in declared:  # once per host and run, before its first apt call
+            declared.add(host.name)
+            apt_lock_wait()
         return apt.packages(name=name, packages=list(packages), update=True,
                             cache_time=APT_CACHE_TIME, no_recommends=True)
     return pacman_sync_install(name=name, packages=list(packages))
