@@ -97,12 +97,6 @@ def _remove_stale_network(net: dict, why: str) -> None:
     print(f"removed docker network {net['Name']} ({why})")
 
 
-def node_running(spec: LabSpec, node: NodeSpec) -> bool:
-    name = LabNames(spec.name).container(node.name)
-    info = docker_cli.inspect(name) if docker("ps", "-aq", "--filter", f"name=^{name}$").strip() else []
-    return bool(info) and info[0]["State"]["Running"]
-
-
 def start_node(spec: LabSpec, node: NodeSpec, image: NodeImage) -> bool:
     """Run the node container unless it already runs from the same image. True if started."""
     names = LabNames(spec.name)

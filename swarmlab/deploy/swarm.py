@@ -167,7 +167,7 @@ def join_token(manager_name: str, role: str) -> str:
 
 
 @operation()
-def swarm_reconcile(is_first: bool, spec_path: str):
+def swarm_reconcile(is_first: bool):
     """On the first manager: remove stale members, apply spec roles and labels."""
     if not is_first:
         return
@@ -214,8 +214,7 @@ def form_swarm() -> None:
         manager_name=first.name,
         manager_ip=first.ip,
     )
-    swarm_reconcile(name="swarm members match the spec", is_first=is_first,
-                    spec_path=host.data.lab_spec_path)
+    swarm_reconcile(name="swarm members match the spec", is_first=is_first)
     for net in spec.swarm.overlays:
         overlay_network(
             name=f"overlay network {net.name}",
