@@ -87,11 +87,13 @@ def deploy(spec_path: Path | None, verify: bool) -> None:
 
 @main.command("verify")
 @spec_option
-def verify_cmd(spec_path: Path | None) -> None:
+@click.option("--check", default=None, metavar="EXPR",
+              help="Only the checks whose name matches (pytest -k), e.g. 'forward or masquerade'.")
+def verify_cmd(spec_path: Path | None, check: str | None) -> None:
     """Run the testinfra suite against the spec's hosts."""
     try:
         spec, path = _load(spec_path)
-        result = _verify(spec, path)
+        result = _verify(spec, path, check)
     except EXPECTED as err:
         _fail(err)
     click.echo(pipeline.summary_line(None, result, len(spec.nodes)))
@@ -113,12 +115,14 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool) -> None:
         sys.exit(1)
 
 
-def _verify(spec: LabSpec, path: Path) -> pipeline.VerifyResult:
+def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.VerifyResult:
     with pipeline.phase("verify") as info:
-        result = pipeline.run_verify(spec, path)
+        result = pipeline.run_verify(spec, path, check=check)
         info["detail"] = f"passed={result.passed} failed={result.failed} skipped={result.skipped}"
     for reason in result.skip_reasons:
         click.echo(f"  skipped: {reason}")
+    for failure in result.failures:
+        click.echo(f"  failed: {failure}", err=True)
     if result.failed:
         click.echo(f"  failures: see {result.report.parent / 'verify.log'}", err=True)
     return result

@@ -53,6 +53,7 @@ class VerifyResult:
     seconds: float
     skip_reasons: list[str]
     report: Path
+    failures: list[str] = field(default_factory=list)  # "test id: first message line"
 
 
 @contextmanager
@@ -205,37 +206,85 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join(f"    {line}" for line in text[-lines:])
 
 
-def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None) -> VerifyResult:
-    """Run the testinfra suite against the spec's hosts; parse its JUnit report."""
-    import xml.etree.ElementTree as ET
+# two phases: first the checks that read rules and state, then those that start workloads
+# (Docker rewrites its chains whenever an endpoint changes; a read during that can race it)
+VERIFY_PHASES = (("state", "not workload"), ("workload", "workload"))
 
-    report = lab_state_dir(spec.name) / "verify-junit.xml"
-    cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",
-           f"--junitxml={report}", *VERIFY_PARALLEL, *(extra or [])]
+
+def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
+               check: str | None = None) -> VerifyResult:
+    """Run the testinfra suite against the spec's hosts (`check`: a pytest -k expression);
+    parse its JUnit reports."""
+    state = lab_state_dir(spec.name)
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
-    seconds = time.monotonic() - start
-    (lab_state_dir(spec.name) / "verify.log").write_text(proc.stdout + proc.stderr)
-    if not report.exists():
-        raise PipelineError(f"the verification did not run:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    root = ET.parse(report).getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    total = int(suite.get("tests", 0))
-    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-    skipped = int(suite.get("skipped", 0))
-    reasons = sorted({
-        (s.get("message") or "").strip() for s in root.iter("skipped")
-    })
+    totals = {"tests": 0, "failed": 0, "skipped": 0}
+    reasons: set[str] = set()
+    failures: list[str] = []
+    logs = []
+    phase_reports = []
+    for phase_name, marker in VERIFY_PHASES:
+        report = state / f"verify-{phase_name}-junit.xml"
+        report.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",
+               f"--junitxml={report}", "-m", marker, *VERIFY_PARALLEL, *(extra or [])]
+        if check:
+            cmd += ["-k", check]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
+        logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{proc.stdout}{proc.stderr}")
+        if not report.exists():
+            (state / "verify.log").write_text("\n".join(logs))
+            raise PipelineError(f"the verification did not run:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        phase_reports.append(report)
+        counts, phase_reasons, phase_failures = _junit(report)
+        for key in totals:
+            totals[key] += counts[key]
+        reasons |= phase_reasons
+        failures += phase_failures
+    (state / "verify.log").write_text("\n".join(logs))
+    report = _merge_junit(phase_reports, state / "verify-junit.xml")
+    passed = totals["tests"] - totals["failed"] - totals["skipped"]
     return VerifyResult(
-        passed=total - failed - skipped, failed=failed, skipped=skipped, seconds=seconds,
-        skip_reasons=reasons, report=report,
+        passed=passed, failed=totals["failed"], skipped=totals["skipped"],
+        seconds=time.monotonic() - start, skip_reasons=sorted(reasons), report=report,
+        failures=failures,
     )
 
 
+def _merge_junit(reports: list[Path], dest: Path) -> Path:
+    """One JUnit file (<testsuites>) holding every phase's suite."""
+    import xml.etree.ElementTree as ET
+
+    merged = ET.Element("testsuites")
+    for report in reports:
+        root = ET.parse(report).getroot()
+        merged.extend(root.findall("testsuite") if root.tag == "testsuites" else [root])
+    ET.ElementTree(merged).write(dest, encoding="utf-8", xml_declaration=True)
+    return dest
+
+
+def _junit(report: Path) -> tuple[dict[str, int], set[str], list[str]]:
+    """(counts, skip reasons, failures as "test id: first line of the message")."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(report).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    counts = {"tests": int(suite.get("tests", 0)), "failed": failed, "skipped": int(suite.get("skipped", 0))}
+    reasons = {(s.get("message") or "").strip() for s in root.iter("skipped")}
+    failures = []
+    for case in root.iter("testcase"):
+        for bad in (*case.findall("failure"), *case.findall("error")):
+            message = (bad.get("message") or "").strip().splitlines()
+            failures.append(f"{case.get('name')}: {message[0][:300] if message else bad.tag}")
+    return counts, reasons, failures
+
+
 def summary_line(deploy: DeployResult | None, verify: VerifyResult | None, hosts: int) -> str:
-    changed = deploy.changed if deploy else 0
-    failed = len(deploy.failed_hosts) if deploy else 0
-    line = f"summary: hosts={hosts} changed={changed} failed={failed}"
+    """`summary: hosts=N changed=C failed=F verified=P/T skipped=S`; without a deploy (verify
+    alone) there is nothing changed or failed to count, so those fields are left out."""
+    line = f"summary: hosts={hosts}"
+    if deploy is not None:
+        line += f" changed={deploy.changed} failed={len(deploy.failed_hosts)}"
     if verify is not None:
         line += f" verified={verify.passed}/{verify.passed + verify.failed}"
         line += f" skipped={verify.skipped}"

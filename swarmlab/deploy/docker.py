@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra import host, logger, state
+from pyinfra.api import deploy, operation
 from pyinfra.facts.deb import DebArch
 from pyinfra.operations import apt, files, server, systemd
 
 from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.ops import fail
+from swarmlab.deploy.facts import DockerDaemonState
+from swarmlab.deploy.ops import fail, units_not_failed
 from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import (
     DOCKER_APT_KEY,
@@ -31,6 +32,55 @@ def daemon_config(spec: LabSpec) -> dict:
     return cfg
 
 
+# daemon.json key -> the `docker info` field that shows what the running daemon uses
+RUNNING_FIELDS: dict[str, str] = {
+    "log-driver": "LoggingDriver",
+    "live-restore": "LiveRestoreEnabled",
+    "storage-driver": "Driver",
+    "data-root": "DockerRootDir",
+    "debug": "Debug",
+    "default-runtime": "DefaultRuntime",
+    "cgroup-driver": "CgroupDriver",
+}
+
+
+def running_drift(file_config: dict, daemon: dict) -> list[str]:
+    """How the running dockerd differs from daemon.json ([] when it runs with it).
+
+    `daemon` is the DockerDaemonState fact: `docker info`, daemon.json's mtime and the
+    daemon's start time. A file written after the daemon started is drift even where
+    `docker info` shows no field for the changed key.
+    """
+    info = daemon.get("info")
+    if not info:
+        return ["dockerd does not answer"]
+    out = [
+        f"{key}: dockerd runs with {info.get(field)!r}, daemon.json says {file_config[key]!r}"
+        for key, field in RUNNING_FIELDS.items()
+        if key in file_config and info.get(field) != file_config[key]
+    ]
+    mtime, started = daemon.get("mtime"), daemon.get("started")
+    if mtime and started and mtime > started:
+        out.append("daemon.json was written after dockerd started (restart docker to apply it)")
+    return out
+
+
+@operation()
+def docker_uses_daemon_json(config: dict):
+    """Restart docker when the running daemon differs from `config` (daemon.json's content)."""
+    daemon = host.get_fact(DockerDaemonState)
+    if not daemon.get("info"):
+        host.noop("dockerd does not answer yet (not installed, or starting): nothing to compare")
+        return
+    drift = running_drift(config, daemon)
+    if drift:
+        if state.is_executing:
+            logger.info(f"{host.print_prefix}restarting docker: {'; '.join(drift)}")
+        yield "systemctl restart docker.service"
+    else:
+        host.noop("dockerd runs with daemon.json")
+
+
 @deploy("Docker Engine")
 def install_docker() -> None:
     spec = lab_spec()
@@ -50,28 +100,28 @@ def install_docker() -> None:
         return
 
     files.directory(name="/etc/docker", path="/etc/docker", mode="0755")
-    daemon_config_file = daemon_json(spec)
+    daemon_json(spec)
 
     if source == "official":
         _docker_apt_repo(distro)
-    installed = install_packages(
+    install_packages(
         "Docker packages" if distro.family == "apt" else "Docker packages (full sync)",
         _pinned(pkgs.install, spec.docker.version),
         distro,
     )
 
+    # a unit that hit its start limit (e.g. after a bad daemon.json) refuses a plain start
+    units_not_failed(name="docker units not in the failed state",
+                     units=["docker.socket", "docker.service"])
     systemd.service(
         name="docker service running and enabled",
         service="docker.service",
         running=True,
         enabled=True,
     )
-    systemd.service(
-        name="restart docker for the new daemon.json",
-        service="docker.service",
-        restarted=True,
-        _if=[daemon_config_file.did_change, installed.did_not_change],
-    )
+    # decided from the running daemon, not from "the file changed in this run": another
+    # operation (Lab packages) may have written it, or an earlier restart may have failed
+    docker_uses_daemon_json(name="dockerd runs with daemon.json", config=daemon_config(spec))
     for user in spec.docker.users:
         server.user(name=f"{user} in the docker group", user=user, groups=["docker"], append=True)
 

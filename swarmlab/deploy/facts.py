@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from pyinfra.api import FactBase
 
@@ -23,18 +24,24 @@ class UfwAddedRules(FactBase):
 
 
 class UfwStatus(FactBase):
-    """True when ufw is active."""
+    """{"active": bool, "input_policy": "DROP" | "ACCEPT" | "REJECT" | None}: whether ufw is
+    active, and its default incoming policy (from /etc/default/ufw, set while inactive too)."""
 
     def requires_command(self, *args, **kwargs) -> str:
         return "ufw"
 
-    default = bool
+    default = dict
 
     def command(self) -> str:
-        return "ufw status"
+        return "ufw status; grep -h '^DEFAULT_INPUT_POLICY=' /etc/default/ufw 2>/dev/null; true"
 
     def process(self, output):
-        return any(line.strip() == "Status: active" for line in output)
+        policy = None
+        for line in output:
+            if line.startswith("DEFAULT_INPUT_POLICY="):
+                policy = line.split("=", 1)[1].strip().strip('"') or None
+        return {"active": any(line.strip() == "Status: active" for line in output),
+                "input_policy": policy}
 
 
 # module -> a test that is true when the feature is in the running kernel (loaded or built in)
@@ -119,3 +126,56 @@ class OverlayNetworks(FactBase):
     def process(self, output):
         nets = [json.loads(line) for line in output if line.startswith("{")]
         return {n["Name"]: n for n in nets}
+
+
+class DockerDaemonState(FactBase):
+    """The running dockerd beside its daemon.json: `docker info` as JSON ("info", {} when the
+    daemon does not answer), daemon.json's mtime and the daemon's start time (epoch seconds).
+
+    Read by the deploy (restart when they differ) and by the verification suite alike.
+    """
+
+    default = dict
+
+    def command(self) -> str:
+        return (
+            "echo mtime=$(stat -c %Y /etc/docker/daemon.json 2>/dev/null); "
+            "t=$(systemctl show -p ExecMainStartTimestamp --value docker.service 2>/dev/null); "
+            '[ -n "$t" ] && echo started=$(date -d "$t" +%s); '
+            "printf info=; docker info --format '{{json .}}' 2>/dev/null; echo; true"
+        )
+
+    def process(self, output):
+        data = dict(line.split("=", 1) for line in output if "=" in line)
+        info = data.get("info", "").strip()
+        return {
+            "info": json.loads(info) if info.startswith("{") else {},
+            "mtime": int(data["mtime"]) if data.get("mtime", "").strip().isdigit() else None,
+            "started": int(data["started"]) if data.get("started", "").strip().isdigit() else None,
+        }
+
+
+class UnitActiveState(FactBase):
+    """unit -> `systemctl is-failed` answer (failed, active, inactive, ...) for each unit."""
+
+    default = dict
+
+    def command(self, units: list[str]) -> str:
+        return "; ".join(
+            f"echo {shlex.quote(u)} $(systemctl is-failed {shlex.quote(u)} 2>/dev/null)" for u in units
+        )
+
+    def process(self, output):
+        return dict(line.split(None, 1) for line in output if " " in line.strip())
+
+
+class NftTable(FactBase):
+    """`nft list table inet swarmlab` as text, one rule per line, stripped ("" when absent)."""
+
+    default = str
+
+    def command(self) -> str:
+        return "nft list table inet swarmlab 2>/dev/null || true"
+
+    def process(self, output):
+        return "\n".join(line.strip() for line in output)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import files, systemd
 
 from swarmlab.deploy.context import lab_spec, template
-from swarmlab.deploy.ops import ufw_enabled, ufw_rules
+from swarmlab.deploy.facts import NftTable
+from swarmlab.deploy.ops import changed, ufw_enabled, ufw_rules
 from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.spec import LabSpec
@@ -52,8 +55,39 @@ def firewall_rules(spec: LabSpec) -> list[Rule]:
     return rules
 
 
+def owned_ports(spec: LabSpec) -> list[str]:
+    """Ports whose firewall rules the deploy owns (others' rules for them are removed)."""
+    ports = {2377, 7946, 4789, 2376, spec.swarm.data_path_port}
+    return sorted(str(p) for p in ports) + ["esp"]
+
+
 def backend_for(spec: LabSpec, distro: Distro) -> str:
     return distro.firewall_backend if spec.firewall.backend == "auto" else spec.firewall.backend
+
+
+def nft_expected_lines(rules: list[Rule]) -> list[str]:
+    """Lines `nft list table inet swarmlab` shows when the table is loaded as templated."""
+    out = []
+    for r in rules:
+        if not r.source:
+            continue
+        if r.proto == "esp":
+            out += [f"ip saddr {r.source} meta l4proto esp accept", "meta l4proto esp drop"]
+        else:
+            out += [f"ip saddr {r.source} {r.proto} dport {r.port} accept", f"{r.proto} dport {r.port} drop"]
+    return out
+
+
+@operation()
+def nft_table_loaded(path: str, expected: list[str], file_op: OperationMeta):
+    """`nft -f path` when the file changed in this run, or the live table lacks a rule
+    (flushed, edited by hand, or an earlier load failed)."""
+    table = host.get_fact(NftTable)
+    missing = [line for line in expected if line not in table]
+    if changed(file_op) or missing or not table:
+        yield StringCommand("nft", "-f", QuoteString(path))
+    else:
+        host.noop("the swarm table is loaded as templated")
 
 
 @deploy("Swarm firewall")
@@ -73,7 +107,7 @@ def swarm_firewall() -> None:
         # ufw leaves Docker's chains alone; note that it does not filter published
         # container ports (Docker's DNAT bypasses INPUT): filter those in DOCKER-USER.
         ufw_rules(name="ufw rules: SSH, and swarm ports from the lab subnet",
-                  rules=[rule.ufw() for rule in rules])
+                  rules=[rule.ufw() for rule in rules], owned=owned_ports(spec))
         ufw_enabled(name="ufw enabled")
     else:
         conf = files.template(
@@ -91,8 +125,8 @@ def swarm_firewall() -> None:
             mode="0644",
             nft_file=NFT_FILE,
         )
-        server.shell(name="load the swarm table", commands=[f"nft -f {NFT_FILE}"],
-                     _if=conf.did_change)
+        nft_table_loaded(name="load the swarm table", path=NFT_FILE,
+                         expected=nft_expected_lines(rules), file_op=conf)
         # not nftables.service: the distro's stock ruleset would drop swarm and forwarded traffic
         systemd.daemon_reload(name="systemd reload for the firewall unit", _if=unit.did_change)
         systemd.service(name="swarmlab-firewall at boot", service="swarmlab-firewall.service",

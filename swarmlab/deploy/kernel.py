@@ -26,6 +26,8 @@ SYSCTLS: dict[str, int] = {
     "net.bridge.bridge-nf-call-ip6tables": 1,
 }
 SYSCTL_FILE = "/etc/sysctl.d/99-swarmlab.conf"
+MODULES_FILE = "/etc/modules-load.d/swarmlab.conf"
+REQUIRED_MODULES = ("overlay", "br_netfilter", "vxlan")  # loaded at boot when the kernel can
 
 
 def missing_features(modules: dict[str, str]) -> dict[str, str]:
@@ -40,7 +42,7 @@ def kernel_prerequisites() -> None:
     files.put(
         name="modules loaded at boot",
         src=StringIO("".join(f"{m}\n" for m in usable)),
-        dest="/etc/modules-load.d/swarmlab.conf",
+        dest=MODULES_FILE,
         mode="0644",
     )
     for module in (m for m, s in modules.items() if s == "loadable"):

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import socket
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra import host, logger, state
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.ops import fail
+from swarmlab.deploy.ops import changed, fail
 from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import NETWORK_PACKAGES
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
-NM_FILE = "/etc/NetworkManager/system-connections/swarmlab-{iface}.nmconnection"
+NM_CONNECTION = "swarmlab-{iface}"
+NM_FILE = "/etc/NetworkManager/system-connections/" + NM_CONNECTION + ".nmconnection"
+NETPLAN_ROUTE_METRIC = 200  # below a DHCP default route on another NIC (Vagrant's NAT)
 
 
 class NetworkPlanError(Exception):
@@ -103,16 +107,7 @@ def static_address() -> None:
             cidr=cidr,
             gateway=spec.network.gateway,
             dns=spec.network.dns,
-        )
-        server.shell(
-            name="validate and apply netplan",
-            commands=[
-                "netplan generate",
-                # netplan apply needs udev, which containers lack: there networkd reloads instead
-                f"if systemd-detect-virt --container --quiet; then networkctl reload && "
-                f"networkctl reconfigure {iface}; else netplan apply; fi",
-            ],
-            _if=conf.did_change,
+            metric=NETPLAN_ROUTE_METRIC,
         )
     else:
         install_packages("NetworkManager", packages, distro)
@@ -128,8 +123,89 @@ def static_address() -> None:
             gateway=spec.network.gateway,
             dns=spec.network.dns,
         )
-        server.shell(
-            name="load and activate the connection",
-            commands=["nmcli connection reload", f"nmcli connection up swarmlab-{iface}"],
-            _if=conf.did_change,
+    lab_address_applied(
+        name="lab address applied",
+        iface=iface, backend=distro.network_backend, cidr=cidr, gateway=spec.network.gateway,
+        file_op=conf,
+    )
+
+
+class LabLink(FactBase):
+    """How the lab NIC is configured now, as its network manager sees it.
+
+    networkd: the .network file it configured the link from (netplan writes
+    10-netplan-IFACE.network), its setup state and the file's Address/Gateway lines.
+    NetworkManager: the swarmlab connection's state, addresses and gateway.
+    """
+
+    default = dict
+
+    def command(self, iface: str, backend: str) -> str:
+        i = shlex.quote(iface)
+        if backend == "netplan":
+            status = f"LANG=C networkctl status {i} --no-pager 2>/dev/null"
+            return (
+                f"f=$({status} | sed -n 's/^ *Network File: //p'); echo \"file=$f\"; "
+                f"{status} | sed -n 's/^ *State: /state=/p'; "
+                '[ -f "$f" ] && sed -n "s/^Address=/address=/p; s/^Gateway=/gateway=/p" "$f"; true'
+            )
+        conn = shlex.quote(NM_CONNECTION.format(iface=iface))
+        return (
+            f"LANG=C nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY connection show {conn} "
+            "2>/dev/null | sed -e 's/^GENERAL.STATE:/state=/' -e 's/^IP4.ADDRESS[^:]*:/address=/' "
+            "-e 's/^IP4.GATEWAY:/gateway=/'; true"
         )
+
+    def process(self, output):
+        out: dict[str, list[str]] = {}
+        for line in output:
+            key, sep, value = line.partition("=")
+            if sep:
+                out.setdefault(key.strip(), []).append(value.strip())
+        return out
+
+
+def link_problems(link: dict, iface: str, backend: str, cidr: str, gateway: str) -> list[str]:
+    """What keeps the lab NIC from being configured by its network manager as the spec says."""
+    problems = []
+    if backend == "netplan":
+        files_ = link.get("file") or [""]
+        want = f"10-netplan-{iface}.network"
+        if not files_[0].endswith("/" + want):
+            problems.append(f"networkd does not manage {iface} from netplan's {want} "
+                            f"(network file: {files_[0] or 'none'})")
+        state = (link.get("state") or [""])[0]
+        if "(configured)" not in state:
+            problems.append(f"networkd has not configured {iface} (state: {state or 'unknown'})")
+    else:
+        state = (link.get("state") or [""])[0]
+        if state != "activated":
+            problems.append(f"NetworkManager connection {NM_CONNECTION.format(iface=iface)} is not "
+                            f"active (state: {state or 'absent'})")
+    if cidr not in (link.get("address") or []):
+        problems.append(f"{iface} is not configured with {cidr} (has: {link.get('address') or 'none'})")
+    if gateway not in (link.get("gateway") or []):
+        problems.append(f"{iface} has no configured default route via {gateway}")
+    return problems
+
+
+@operation()
+def lab_address_applied(iface: str, backend: str, cidr: str, gateway: str, file_op: OperationMeta):
+    """Apply the address file when it changed in this run, or when the live configuration is
+    not what the file says (an earlier apply failed, or someone reconfigured the NIC)."""
+    problems = link_problems(host.get_fact(LabLink, iface=iface, backend=backend),
+                             iface, backend, cidr, gateway)
+    if not changed(file_op) and not problems:
+        host.noop(f"{iface} is configured with {cidr} via {gateway}")
+        return
+    if problems and state.is_executing:
+        logger.info(f"{host.print_prefix}re-applying the lab address: {'; '.join(problems)}")
+    i = shlex.quote(iface)
+    if backend == "netplan":
+        yield "netplan generate"
+        # netplan apply needs udev, which containers lack: there networkd reloads instead
+        yield (f"if systemd-detect-virt --container --quiet; then networkctl reload && "
+               f"networkctl reconfigure {i}; else netplan apply; fi")
+    else:
+        yield "nmcli connection reload"
+        yield StringCommand("nmcli", "connection", "up", QuoteString(NM_CONNECTION.format(iface=iface)))

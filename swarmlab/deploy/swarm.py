@@ -7,11 +7,12 @@ decides at execution time, from live facts, whether this host has anything to do
 
 from __future__ import annotations
 
+import shlex
 from weakref import WeakKeyDictionary
 
 from gevent.lock import Semaphore
 from pyinfra import host, logger, state
-from pyinfra.api import HiddenValue, StringCommand, deploy, operation
+from pyinfra.api import HiddenValue, QuoteString, StringCommand, deploy, operation
 from pyinfra.context import ctx_state
 from pyinfra.facts.server import Command
 
@@ -20,6 +21,7 @@ from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.spec import LabSpec, OverlaySpec
 
 SWARM_PORT = 2377
+MANAGED_LABELS = "swarmlab.labels"  # node label: the keys of the labels swarmlab set
 DEFAULT_DATA_PATH_PORT = 4789
 
 
@@ -91,11 +93,32 @@ def reconcile_commands(spec: LabSpec, nodes: list[dict]) -> list[str]:
         if n["Spec"]["Role"] != node.role:
             verb = "promote" if node.role == "manager" else "demote"
             cmds.append(f"docker node {verb} {n['ID']}")
-        labels = n["Spec"].get("Labels") or {}
-        for key, value in sorted(node.labels.items()):
-            if labels.get(key) != value:
-                cmds.append(f"docker node update --label-add {key}={value} {n['ID']}")
+        args = label_update_args(node.labels, n["Spec"].get("Labels") or {})
+        if args:
+            cmds.append(shlex.join(["docker", "node", "update", *args, n["ID"]]))
     return cmds
+
+
+def label_update_args(wanted: dict[str, str], have: dict[str, str]) -> list[str]:
+    """`docker node update` arguments that make a node's labels the spec's.
+
+    Labels swarmlab set are listed in the MANAGED_LABELS label, so a label dropped from the
+    spec is removed while labels someone added by hand stay.
+    """
+    managed = {k for k in have.get(MANAGED_LABELS, "").split(",") if k}
+    args: list[str] = []
+    for key, value in sorted(wanted.items()):
+        if have.get(key) != value:
+            args += ["--label-add", f"{key}={value}"]
+    for key in sorted(managed - set(wanted)):
+        if key in have:
+            args += ["--label-rm", key]
+    listed = ",".join(sorted(wanted))
+    if listed and have.get(MANAGED_LABELS) != listed:
+        args += ["--label-add", f"{MANAGED_LABELS}={listed}"]
+    elif not listed and MANAGED_LABELS in have:
+        args += ["--label-rm", MANAGED_LABELS]
+    return args
 
 
 @operation()
@@ -174,27 +197,53 @@ def swarm_reconcile(is_first: bool):
     yield from reconcile_commands(lab_spec(), host.get_fact(SwarmNodes))
 
 
+def overlay_drift(net: dict, subnet: str | None, encrypted: bool, attachable: bool,
+                  labels: dict[str, str]) -> list[str]:
+    """How an existing overlay differs from the spec ([] when it matches)."""
+    have_subnets = {c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []}
+    have_enc = "encrypted" in (net.get("Options") or {})
+    out = []
+    if subnet and subnet not in have_subnets:
+        out.append(f"subnet {sorted(s for s in have_subnets if s)}, spec {subnet}")
+    if have_enc != encrypted:
+        out.append(f"encrypted={have_enc}, spec {encrypted}")
+    if bool(net.get("Attachable")) != attachable:
+        out.append(f"attachable={bool(net.get('Attachable'))}, spec {attachable}")
+    if (net.get("Labels") or {}) != labels:
+        out.append(f"labels {net.get('Labels') or {}}, spec {labels}")
+    return out
+
+
 @operation()
 def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | None,
-                    encrypted: bool, attachable: bool):
-    """On the first manager: create the overlay network unless it exists."""
+                    encrypted: bool, attachable: bool, labels: dict[str, str] | None = None):
+    """On the first manager: the overlay network as the spec says. Docker cannot change a
+    network in place: one that differs is removed and created again (Docker refuses while
+    containers or services use it, and the host fails with its message)."""
     if not is_first:
         return
-    name = net_name
     nets = host.get_fact(OverlayNetworks)
-    if name not in nets:
-        yield command
+    if net_name in nets:
+        drift = overlay_drift(nets[net_name], subnet, encrypted, attachable, labels or {})
+        if not drift:
+            host.noop(f"overlay {net_name} is as the spec says")
+            return
+        logger.warning(f"{host.print_prefix}overlay {net_name} differs from the spec "
+                       f"({'; '.join(drift)}): re-creating it (docker network rm, then create)")
+        yield StringCommand("docker", "network", "rm", QuoteString(net_name))
+    yield command
+
+
+@operation()
+def ingress_network(is_first: bool):
+    """On the first manager: the swarm's ingress network, if someone removed it."""
+    if not is_first:
         return
-    net = nets[name]
-    have_subnet = {c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []}
-    have_enc = "encrypted" in (net.get("Options") or {})
-    if (subnet and subnet not in have_subnet) or have_enc != encrypted or \
-            bool(net.get("Attachable")) != attachable:
-        logger.warning(
-            f"{host.print_prefix}overlay {name} exists with other settings (subnet "
-            f"{sorted(have_subnet)}, encrypted={have_enc}, attachable={net.get('Attachable')}); "
-            "Docker cannot change them in place: remove it (docker network rm) and re-run"
-        )
+    nets = host.get_fact(OverlayNetworks)
+    if any((n.get("Ingress") or n["Name"] == "ingress") for n in nets.values()):
+        host.noop("the ingress network exists")
+        return
+    yield "docker network create --driver overlay --ingress ingress"
 
 
 @deploy("Swarm")
@@ -224,4 +273,6 @@ def form_swarm() -> None:
             subnet=net.subnet,
             encrypted=net.encrypted,
             attachable=net.attachable,
+            labels=dict(net.labels),
         )
+    ingress_network(name="ingress network", is_first=is_first)

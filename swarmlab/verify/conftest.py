@@ -83,7 +83,42 @@ def probe(spec: LabSpec, hosts) -> Probe:
     p.cleanup()
 
 
+# fixtures that start containers, services or networks on the nodes: tests using them run in
+# the second phase, after the checks that read rules and state (Docker rewrites its chains
+# whenever an endpoint changes, so a read during a workload could see a half-written chain)
+WORKLOAD_FIXTURES = {"probe", "overlay_pair"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "workload: starts probe workloads (second verify phase)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if WORKLOAD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.workload)
+
+
 def require_kernel(host, feature: str, marker: str, what: str) -> None:
-    """Skip (never pass silently) when the node's kernel lacks a feature."""
-    if not host.run(marker).succeeded:
+    """Skip (never pass silently) when the node's kernel lacks a feature.
+
+    The markers exit 1 when the feature is absent; any other failure (SSH lost: 255, a
+    missing command: 127) is an error of the check, not a reason to skip.
+    """
+    result = host.run(marker)
+    if result.rc == 0:
+        return
+    if result.rc == 1:
         pytest.skip(f"kernel has no {feature} on {host.backend.hostname}: {what} cannot work here")
+    pytest.fail(
+        f"could not check {feature} on {host.backend.hostname} (exit {result.rc}): "
+        f"{(result.stderr or result.stdout).strip()[:300]}"
+    )
+
+
+def other_node(spec: LabSpec, node: NodeSpec, why: str) -> NodeSpec:
+    """Another lab node to test from; a single-node lab skips with the reason."""
+    others = [n for n in spec.nodes if n.name != node.name]
+    if not others:
+        pytest.skip(f"single-node lab: no other lab node to {why}")
+    return others[0]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 
+from swarmlab.deploy.docker import daemon_config, running_drift
+from swarmlab.deploy.facts import DockerDaemonState
+from swarmlab.verify.conftest import other_node
+from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
+
+DAEMON_JSON = "/etc/docker/daemon.json"
 PUBLISHED_PORT = 18080
 
 
@@ -28,8 +34,62 @@ def test_compose_v2_plugin(host):
     assert version.lstrip("v").startswith("2."), f"docker compose is not v2: {version!r}"
 
 
-def test_no_plaintext_tcp_socket(host):
-    assert not host.socket("tcp://0.0.0.0:2375").is_listening, "dockerd listens on plaintext 2375"
+PLAINTEXT_PORT = 2375
+
+
+def _tcp_api_hosts(args: list[str]) -> list[str]:
+    """tcp:// endpoints in dockerd's arguments (-H X, -HX, --host X, --host=X)."""
+    out = []
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-H", "--host") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--host="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-H") and len(arg) > 2:
+            value = arg[2:]
+        if value and value.startswith("tcp://"):
+            out.append(value)
+    return out
+
+
+def test_no_plaintext_docker_api(host):
+    """Nothing listens on 2375 (any address), and dockerd serves no TCP API without TLS."""
+    on_2375 = [s for s in host.socket.get_listening_sockets()
+               if s.startswith("tcp://") and s.rsplit(":", 1)[-1] == str(PLAINTEXT_PORT)]
+    assert not on_2375, f"listening on the plaintext Docker API port {PLAINTEXT_PORT}: {on_2375}"
+    problems = []
+    for proc in host.process.filter(comm="dockerd"):
+        args = proc.args.split()
+        tcp = _tcp_api_hosts(args)
+        if tcp and "--tlsverify" not in args:
+            problems.append(f"dockerd (pid {proc.pid}) serves {tcp} without --tlsverify")
+    config = _daemon_json(host)
+    tcp = [h for h in config.get("hosts", []) if str(h).startswith("tcp://")]
+    if tcp and not config.get("tlsverify"):
+        problems.append(f"daemon.json hosts {tcp} without tlsverify")
+    assert not problems, "; ".join(problems)
+
+
+def _daemon_json(host) -> dict:
+    f = host.file(DAEMON_JSON)
+    return json.loads(f.content_string) if f.exists else {}
+
+
+def test_daemon_json_is_the_specs(host, spec):
+    """/etc/docker/daemon.json holds what the spec asks for (the deploy owns the file)."""
+    assert host.file(DAEMON_JSON).exists, f"{DAEMON_JSON} is missing"
+    have, want = _daemon_json(host), daemon_config(spec)
+    diff = {k: (have.get(k), want.get(k)) for k in set(have) | set(want) if have.get(k) != want.get(k)}
+    assert not diff, f"{DAEMON_JSON} differs from the spec (key: (file, spec)): {diff}"
+
+
+def test_running_daemon_uses_daemon_json(host):
+    """What dockerd runs with (docker info) is daemon.json, not an older or edited copy."""
+    fact = DockerDaemonState()
+    daemon = fact.process(host.check_output(fact.command()).splitlines())
+    drift = running_drift(_daemon_json(host), daemon)
+    assert not drift, "; ".join(drift)
 
 
 def _bridge(host) -> dict:
@@ -38,34 +98,45 @@ def _bridge(host) -> dict:
 
 def test_docker0_bridge_with_address(host):
     ipam = _bridge(host)
-    link = json.loads(host.check_output("ip -d -j link show docker0"))[0]
-    assert link["linkinfo"]["info_kind"] == "bridge", "docker0 is not a bridge"
+    assert host.file("/sys/class/net/docker0/bridge").is_directory, "docker0 is not a bridge"
     assert ipam["Gateway"] in host.interface("docker0").addresses, (
         f"docker0 lacks its gateway address {ipam['Gateway']}"
     )
 
 
+def _rules(host, table: str) -> list[Rule]:
+    return parse_rules(host.iptables.rules(table))
+
+
 def test_nat_masquerade_for_docker0_subnet(host):
     subnet = _bridge(host)["Subnet"]
-    rules = host.iptables.rules("nat", "POSTROUTING")
-    assert f"-A POSTROUTING -s {subnet} ! -o docker0 -j MASQUERADE" in rules, rules
+    assert masquerades(_rules(host, "nat"), subnet, "docker0"), (
+        f"no MASQUERADE for {subnet} leaving by another interface than docker0: containers "
+        "on the default bridge cannot reach beyond the node"
+    )
 
 
 def test_nat_docker_chain_hooked(host):
-    pre = host.iptables.rules("nat", "PREROUTING")
-    out = host.iptables.rules("nat", "OUTPUT")
-    assert any(r.endswith("-j DOCKER") for r in pre), f"PREROUTING does not jump to DOCKER: {pre}"
-    assert any(r.endswith("-j DOCKER") for r in out), f"OUTPUT does not jump to DOCKER: {out}"
+    rules = _rules(host, "nat")
+    for chain in ("PREROUTING", "OUTPUT"):
+        hooks = [r for r in jumps(rules, chain, "DOCKER") if r.get("--dst-type") == "LOCAL"]
+        assert hooks, (
+            f"nat {chain} does not send traffic for local addresses to the DOCKER chain: "
+            "published ports are not translated"
+        )
 
 
 def test_forward_passes_docker_user(host):
-    fwd = host.iptables.rules("filter", "FORWARD")
-    assert "-A FORWARD -j DOCKER-USER" in fwd, f"FORWARD does not pass through DOCKER-USER: {fwd}"
-    assert "-N DOCKER-USER" in host.iptables.rules("filter", "DOCKER-USER")
+    rules = _rules(host, "filter")
+    assert forward_consults_docker_user(rules), (
+        "FORWARD does not pass packets through DOCKER-USER before Docker's own rules: "
+        f"{[r.raw for r in rules if r.chain == 'FORWARD']}"
+    )
 
 
 def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, probe, node):
     """Publish a port on this node; a DNAT rule appears and another node reaches it."""
+    peer_node = other_node(spec, node, "reach the published port from")
     name = "swarmlab-probe-web"
     probe.run(node.name, name, f"-p {PUBLISHED_PORT}:80",
               "sh -c 'echo hello-from-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'")
@@ -74,13 +145,10 @@ def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, probe,
         cip = host.check_output(
             f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {name}"
         )
-        dnat = [r for r in host.iptables.rules("nat", "DOCKER") if "DNAT" in r]
-        assert any(f"--dport {PUBLISHED_PORT}" in r and f"{cip}:80" in r for r in dnat), dnat
-        others = [n for n in spec.nodes if n.name != node.name]
-        if not others:
-            return
-        peer = hosts[others[0].name]
-        body = peer.check_output(
+        assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
+            f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
+        )
+        body = hosts[peer_node.name].check_output(
             "python3 -c \"import urllib.request,sys;"
             f"print(urllib.request.urlopen('http://{node.ip}:{PUBLISHED_PORT}/', timeout=5)"
             ".read().decode().strip())\""

@@ -1,29 +1,44 @@
-"""Host network: lab address, default route, sysctls, kernel features, firewall."""
+"""Host network: lab address, default route, sysctls, kernel features, firewall.
+
+Each check reads what the deploy owns (its files, its manager's state), not only what a node
+happens to have: Docker sets ip_forward and, in a container lab, the node's address itself.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
+import yaml
 
 from swarmlab.deploy.facts import KERNEL_MARKERS
-from swarmlab.deploy.firewall import backend_for, firewall_rules
-from swarmlab.deploy.kernel import MODULE_FEATURES
-from swarmlab.deploy.network import NETPLAN_FILE
+from swarmlab.deploy.firewall import backend_for, firewall_rules, nft_expected_lines, owned_ports
+from swarmlab.deploy.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
+from swarmlab.deploy.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
+from swarmlab.deploy.ops import ufw_rule_ports
 from swarmlab.distros import DISTROS
-from swarmlab.verify.conftest import require_kernel
+from swarmlab.verify.conftest import other_node, require_kernel
+from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict
+from swarmlab.verify.rules import parse_rules, policy
 
 
-def _iface(host, ip: str) -> str:
+def _iface(host, node, spec) -> str:
     for entry in json.loads(host.check_output("ip -j -4 addr show")):
-        if any(a["local"] == ip for a in entry.get("addr_info", [])):
+        if any(a["local"] == node.ip for a in entry.get("addr_info", [])):
             return entry["ifname"]
-    pytest.fail(f"no interface carries the lab address {ip}")
+    pytest.fail(f"no interface carries the lab address {node.ip}")
 
 
-def test_lab_address_on_interface(host, node, spec):
-    iface = _iface(host, node.ip)
-    assert node.ip in host.interface(iface).addresses
+def test_lab_address_configured_by_the_deploy(host, node, spec):
+    """The address is on a NIC because its network manager was told so from the spec (in a
+    container lab Docker puts the same address there by itself: presence proves nothing)."""
+    iface = _iface(host, node, spec)
+    backend = DISTROS[node.distro].network_backend
+    fact = LabLink()
+    link = fact.process(host.check_output(fact.command(iface=iface, backend=backend)).splitlines())
+    problems = link_problems(link, iface, backend, f"{node.ip}/{spec.prefixlen}", spec.network.gateway)
+    assert not problems, "; ".join(problems)
 
 
 def test_netplan_file(host, node, spec):
@@ -32,20 +47,46 @@ def test_netplan_file(host, node, spec):
     f = host.file(NETPLAN_FILE)
     assert f.exists, f"{NETPLAN_FILE} missing"
     assert f.mode == 0o600, f"{NETPLAN_FILE} mode is {oct(f.mode)}, want 0600"
-    content = f.content_string
-    assert f"{node.ip}/{spec.prefixlen}" in content
-    assert "to: default" in content and f"via: {spec.network.gateway}" in content
-    assert "gateway4" not in content, "deprecated gateway4 in netplan file"
+    iface = _iface(host, node, spec)
+    eth = (yaml.safe_load(f.content_string) or {}).get("network", {}).get("ethernets", {}).get(iface, {})
+    assert eth.get("addresses") == [f"{node.ip}/{spec.prefixlen}"], f"{NETPLAN_FILE}: {eth}"
+    assert {"to": "default", "via": spec.network.gateway, "metric": NETPLAN_ROUTE_METRIC} in (
+        eth.get("routes") or []
+    ), f"{NETPLAN_FILE} lacks the default route via {spec.network.gateway}: {eth.get('routes')}"
+    assert "gateway4" not in eth, "deprecated gateway4 in netplan file"
 
 
-def test_default_route_via_lab_gateway(host, spec):
+def test_default_route_via_lab_gateway(host, node, spec):
+    """The kernel holds the default route the deploy configured (proto static, its metric)."""
+    iface = _iface(host, node, spec)
     routes = json.loads(host.check_output("ip -j route show default"))
-    assert any(r.get("gateway") == spec.network.gateway for r in routes), routes
+    netplan = DISTROS[node.distro].network_backend == "netplan"
+    ours = [r for r in routes if r.get("gateway") == spec.network.gateway and r.get("dev") == iface
+            and r.get("protocol") == "static"
+            and (not netplan or r.get("metric") == NETPLAN_ROUTE_METRIC)]
+    assert ours, f"no static default route via {spec.network.gateway} on {iface}: {routes}"
 
 
-@pytest.mark.parametrize("key", ["net.ipv4.ip_forward"])
-def test_sysctl(host, key):
-    assert host.sysctl(key) == 1
+def test_sysctls_set_and_persisted(host):
+    """Docker sets ip_forward itself when it starts: what the deploy owns is the boot-time file."""
+    persisted = host.file(SYSCTL_FILE)
+    assert persisted.exists, f"{SYSCTL_FILE} missing: forwarding is not set at boot"
+    lines = {line.replace(" ", "") for line in persisted.content_string.splitlines()}
+    bridge = host.file("/proc/sys/net/bridge").is_directory
+    for key, value in SYSCTLS.items():
+        if key.startswith("net.bridge.") and not bridge:
+            continue
+        assert f"{key}={value}" in lines, f"{SYSCTL_FILE} does not set {key} = {value}"
+        assert host.sysctl(key) == value, f"{key} is {host.sysctl(key)}, want {value}"
+
+
+def test_kernel_modules_loaded_at_boot(host):
+    f = host.file(MODULES_FILE)
+    assert f.exists, f"{MODULES_FILE} missing: modules are not loaded at boot"
+    listed = set(f.content_string.split())
+    for module in REQUIRED_MODULES:
+        if host.run(KERNEL_MARKERS[module]).rc == 0:  # in this kernel, so the deploy lists it
+            assert module in listed, f"{MODULES_FILE} does not load {module} ({MODULE_FEATURES[module]})"
 
 
 def test_bridge_nf_call_iptables(host):
@@ -61,36 +102,85 @@ def test_required_kernel_feature(host, module):
     )
 
 
-@pytest.mark.parametrize("module", ["ip_vs", "xt_ipvs", "esp4"])
-def test_optional_kernel_feature(host, module):
-    require_kernel(host, module, KERNEL_MARKERS[module], MODULE_FEATURES[module])
-
-
-def test_firewall_active_with_subnet_rules(host, node, spec):
+def _backend(spec, node) -> str:
     backend = backend_for(spec, DISTROS[node.distro])
     if backend == "none":
         pytest.skip("firewall.backend is none in the spec")
-    rules = firewall_rules(spec)
+    return backend
+
+
+def test_firewall_active_at_boot(host, node, spec):
+    if _backend(spec, node) == "ufw":
+        assert "Status: active" in host.check_output("ufw status"), "ufw is not active"
+        conf = host.file("/etc/ufw/ufw.conf").content_string
+        assert "ENABLED=yes" in conf, "ufw is not enabled at boot (/etc/ufw/ufw.conf)"
+    else:
+        assert host.check_output("nft list table inet swarmlab"), "the swarmlab nft table is not loaded"
+        assert host.service("swarmlab-firewall").is_enabled, "swarmlab-firewall.service is not enabled"
+
+
+def test_firewall_rules_are_exactly_the_labs(host, node, spec):
+    """The deploy's rules for the swarm ports, and no other rule for those ports."""
+    if _backend(spec, node) != "ufw":
+        table = host.check_output("nft list table inet swarmlab")
+        missing = [line for line in nft_expected_lines(firewall_rules(spec)) if line not in table]
+        assert not missing, f"swarmlab nft table lacks: {missing}"
+        return
+    added = [line[4:].strip() for line in host.check_output("ufw show added").splitlines()
+             if line.startswith("ufw ")]
+    wanted = [rule.ufw() for rule in firewall_rules(spec)]
+    missing = [r for r in wanted if r not in added]
+    extra = [r for r in added if r not in wanted and ufw_rule_ports(r) & set(owned_ports(spec))]
+    assert not missing, f"missing ufw rules: {missing}"
+    assert not extra, f"ufw rules for the swarm ports that the lab did not ask for: {extra}"
+
+
+def _swarm_packets(spec, source: str) -> list[Packet]:
+    return [Packet(source, r.proto, r.port) for r in firewall_rules(spec) if r.source]
+
+
+def test_swarm_ports_closed_to_outside_the_lab_subnet(host, node, spec):
+    """Walk the host firewall for a packet from outside the subnet to each swarm port:
+    it must be dropped; one from inside must pass. Nothing in INPUT may accept it first."""
+    backend = _backend(spec, node)
+    outside = outside_address(spec.network.subnet)
     if backend == "ufw":
-        status = host.check_output("ufw status")
-        assert "Status: active" in status
-        added = host.check_output("ufw show added")
-        for rule in rules:
-            assert f"ufw {rule.ufw()}" in added, f"missing ufw rule: {rule.ufw()}"
+        status = host.check_output("ufw status verbose")
+        verdict = lambda p: ufw_verdict(status, p)  # noqa: E731
     else:
         table = host.check_output("nft list table inet swarmlab")
-        for rule in rules:
-            if rule.source and rule.port:
-                assert f"ip saddr {rule.source} {rule.proto} dport {rule.port} accept" in table
+        verdict = lambda p: nft_verdict(table, p)  # noqa: E731
+    for packet in _swarm_packets(spec, outside):
+        result, why = verdict(packet)
+        assert result == CLOSED, f"{packet.proto}/{packet.port} from {outside} is let in by {why}"
+    for packet in _swarm_packets(spec, node.ip):
+        result, why = verdict(packet)
+        assert result == OPEN, f"{packet.proto}/{packet.port} from the lab subnet is dropped by {why}"
+    if backend == "ufw":
+        lines = host.iptables.rules("filter", "INPUT")
+        assert policy(lines, "INPUT") in ("DROP", "REJECT") or any(
+            r.target == "ufw-reject-input" for r in parse_rules(lines)
+        ), f"INPUT's policy lets packets in that no ufw rule allows: {lines[:1]}"
+        bypass = [r.raw for r in parse_rules(lines)
+                  if r.target == "ACCEPT" and not _from_lab(r, spec)
+                  and r.get("in") != "lo" and "ESTABLISHED" not in r.raw]
+        assert not bypass, f"INPUT accepts packets before ufw sees them: {bypass}"
+
+
+def _from_lab(rule, spec) -> bool:
+    source = rule.get("source")
+    if not source:
+        return False
+    try:
+        return ipaddress.ip_network(source, strict=False).subnet_of(ipaddress.ip_network(spec.network.subnet))
+    except ValueError:
+        return False
 
 
 def test_swarm_ports_reachable_from_another_lab_node(spec, hosts, manager):
-    others = [n for n in spec.nodes if n.name != manager.name]
-    if not others:
-        pytest.skip("single-node lab: no other lab node to connect from")
-    peer = hosts[others[0].name]
+    peer_node = other_node(spec, manager, "connect to the swarm ports from")
+    peer = hosts[peer_node.name]
     for port in (2377, 7946):
-        peer.check_output(
-            "python3 -c \"import socket;"
-            f"socket.create_connection(('{manager.ip}', {port}), timeout=5).close()\""
+        assert peer.addr(manager.ip).port(port).is_reachable, (
+            f"{manager.name}:{port}/tcp is not reachable from {peer_node.name}"
         )

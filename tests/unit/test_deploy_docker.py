@@ -21,7 +21,8 @@ from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.facts.server import Groups, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from swarmlab.deploy.docker import install_docker
+from swarmlab.deploy.docker import install_docker, running_drift
+from swarmlab.deploy.facts import DockerDaemonState, UnitActiveState
 
 OFFICIAL = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
 KEYRING = "/etc/apt/keyrings/docker.asc"
@@ -224,6 +225,7 @@ def test_converged_manjaro_host_changes_nothing():
         PacmanPackages: recorded(PacmanPackages, PACMAN_ALL),
         SystemdStatus: {"docker.service": True},
         SystemdEnabled: {"docker.service": True},
+        DockerDaemonState: _daemon(),
         Users: {"vagrant": {"home": "/home/vagrant", "group": "vagrant", "groups": ["docker"],
                             "comment": None, "shell": "/bin/bash", "uid": 1000, "gid": 1000,
                             "lastlog": None, "password": None}},
@@ -252,24 +254,59 @@ def test_daemon_json_content(tmp_path):
     assert custom == {"log-driver": "json-file", "debug": True}
 
 
-def test_docker_restarts_only_for_a_changed_daemon_json_on_installed_packages():
-    restart = "restart docker for the new daemon.json"
-    # fresh host: packages install and start docker with the new file; no restart
+def _daemon(driver: str = "json-file", mtime: int = 100, started: int = 200) -> dict:
+    """A DockerDaemonState value: docker info's fields, daemon.json mtime, daemon start time."""
+    return {"info": {"LoggingDriver": driver, "LiveRestoreEnabled": False}, "mtime": mtime,
+            "started": started}
+
+
+def test_docker_restarts_when_the_running_daemon_differs_from_daemon_json():
+    """Decided from the running daemon, not from "the file changed in this run" (another
+    operation may have written it, or an earlier restart failed)."""
+    restart = "dockerd runs with daemon.json"
+    # fresh host: docker is not answering yet; the package starts it with the file in place
     fresh = run_deploy(install_docker, VMLAB, "node3")
     assert fresh.op(restart).commands == []
 
     installed = {PacmanPackages: recorded(PacmanPackages, PACMAN_ALL),
-                 SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}}
-    stale = run_deploy(install_docker, VMLAB, "node3", {
-        **installed, **present_file("/etc/docker/daemon.json", '{"log-driver": "local"}\n'),
-    })
-    assert "upload /etc/docker/daemon.json" in stale.op("daemon.json").commands
-    assert stale.op(restart).commands == ["systemctl restart docker.service"]
-
-    same = run_deploy(install_docker, VMLAB, "node3", {
-        **installed, **present_file("/etc/docker/daemon.json", fresh.files["/etc/docker/daemon.json"]),
-    })
+                 SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True},
+                 **present_file("/etc/docker/daemon.json", fresh.files["/etc/docker/daemon.json"])}
+    same = run_deploy(install_docker, VMLAB, "node3", {**installed, DockerDaemonState: _daemon()})
     assert same.op(restart).commands == []
+    # running with another log driver (file restored without a restart)
+    other = run_deploy(install_docker, VMLAB, "node3", {**installed, DockerDaemonState: _daemon("local")})
+    assert other.op(restart).commands == ["systemctl restart docker.service"]
+    # file written after the daemon started (e.g. by the Lab packages step in this run)
+    newer = run_deploy(install_docker, VMLAB, "node3",
+                       {**installed, DockerDaemonState: _daemon(mtime=300, started=200)})
+    assert newer.op(restart).commands == ["systemctl restart docker.service"]
+
+
+def test_running_drift_names_what_differs():
+    cfg = {"log-driver": "json-file", "live-restore": False}
+    assert running_drift(cfg, _daemon()) == []
+    assert running_drift(cfg, _daemon("local")) == [
+        "log-driver: dockerd runs with 'local', daemon.json says 'json-file'"
+    ]
+    assert "written after dockerd started" in running_drift(cfg, _daemon(mtime=201))[0]
+    assert running_drift(cfg, {}) == ["dockerd does not answer"]
+
+
+def test_daemon_state_fact_parses_its_output():
+    value = recorded(DockerDaemonState, 'mtime=100\nstarted=200\ninfo={"LoggingDriver": "local"}\n')
+    assert value == {"info": {"LoggingDriver": "local"}, "mtime": 100, "started": 200}
+    assert recorded(DockerDaemonState, "mtime=\ninfo=\n") == {"info": {}, "mtime": None, "started": None}
+
+
+def test_failed_docker_unit_is_reset_before_the_start():
+    run = run_deploy(install_docker, VMLAB, "node3",
+                     {UnitActiveState: {"docker.socket": "inactive", "docker.service": "failed"}})
+    assert run.op("docker units not in the failed state").commands == [
+        "systemctl reset-failed docker.service"
+    ]
+    ok = run_deploy(install_docker, VMLAB, "node3",
+                    {UnitActiveState: {"docker.socket": "active", "docker.service": "active"}})
+    assert ok.op("docker units not in the failed state").commands == []
 
 
 def test_docker_users_join_the_docker_group():

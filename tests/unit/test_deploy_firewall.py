@@ -12,7 +12,7 @@ import pytest
 from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
 from pyinfra.facts.pacman import PacmanPackages
 
-from swarmlab.deploy.facts import UfwAddedRules, UfwStatus
+from swarmlab.deploy.facts import NftTable, UfwAddedRules, UfwStatus
 from swarmlab.deploy.firewall import NFT_FILE, firewall_rules, swarm_firewall
 from swarmlab.spec import load_spec
 
@@ -156,10 +156,39 @@ def test_manjaro_unchanged_table_is_not_reloaded():
     again = run_deploy(swarm_firewall, VMLAB, "node3", {
         PacmanPackages: recorded(PacmanPackages, "nftables 1:1.1.1-1\n"),
         **present_file(NFT_FILE, first.files[NFT_FILE], mode=600),
+        NftTable: recorded(NftTable, LOADED_TABLE),
     })
     assert again.op("nftables package").commands == []
     assert again.op("nftables swarm table").commands == []
     assert again.op("load the swarm table").commands == []
+    # same file, but the live table was flushed or lost a rule: loaded again
+    for live in ("", LOADED_TABLE.replace("tcp dport 2377 drop", "")):
+        drifted = run_deploy(swarm_firewall, VMLAB, "node3", {
+            PacmanPackages: recorded(PacmanPackages, "nftables 1:1.1.1-1\n"),
+            **present_file(NFT_FILE, first.files[NFT_FILE], mode=600),
+            NftTable: recorded(NftTable, live),
+        })
+        assert drifted.op("load the swarm table").commands == [f"nft -f {NFT_FILE}"]
+
+
+# `nft list table inet swarmlab` for lab.yaml's rules
+LOADED_TABLE = """\
+table inet swarmlab {
+\tchain input {
+\t\ttype filter hook input priority filter - 1; policy accept;
+\t\tip saddr 192.168.56.0/24 tcp dport 2377 accept comment "swarm cluster management"
+\t\ttcp dport 2377 drop
+\t\tip saddr 192.168.56.0/24 tcp dport 7946 accept comment "swarm node gossip"
+\t\ttcp dport 7946 drop
+\t\tip saddr 192.168.56.0/24 udp dport 7946 accept comment "swarm node gossip"
+\t\tudp dport 7946 drop
+\t\tip saddr 192.168.56.0/24 udp dport 4789 accept comment "overlay VXLAN data path"
+\t\tudp dport 4789 drop
+\t\tip saddr 192.168.56.0/24 meta l4proto esp accept comment "encrypted overlay (IPsec ESP)"
+\t\tmeta l4proto esp drop
+\t}
+}
+"""
 
 
 def render_nft(spec) -> str:

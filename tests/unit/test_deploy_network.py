@@ -7,7 +7,14 @@ import yaml
 from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 
-from swarmlab.deploy.network import NETPLAN_FILE, NetworkPlanError, choose_interface, static_address
+from swarmlab.deploy.network import (
+    NETPLAN_FILE,
+    LabLink,
+    NetworkPlanError,
+    choose_interface,
+    link_problems,
+    static_address,
+)
 
 NM_FILE = "/etc/NetworkManager/system-connections/swarmlab-eth1.nmconnection"
 
@@ -97,7 +104,7 @@ def test_netplan_file_for_the_lab_address():
     }
     assert yaml.safe_load(text)["network"]["renderer"] == "networkd"
 
-    apply = run.op("validate and apply netplan").commands
+    apply = run.op("lab address applied").commands
     assert apply[0] == "netplan generate"
     assert "netplan apply" in apply[1] and "networkctl reconfigure eth1" in apply[1]
     assert any("install --no-install-recommends netplan.io" in c
@@ -113,21 +120,42 @@ def test_netplan_without_dns_has_no_nameservers(tmp_path):
     assert eth0["routes"] == [{"to": "default", "via": "10.77.0.1", "metric": 200}]
 
 
-def test_netplan_applies_only_when_the_file_changes():
+# `LabLink` output on a node whose NIC networkd configured from netplan's file
+NETWORKD_CONFIGURED = """\
+file=/run/systemd/network/10-netplan-eth1.network
+state=routable (configured)
+address=192.168.56.11/24
+gateway=192.168.56.1
+"""
+
+
+def test_netplan_applies_when_the_file_changes_or_the_live_state_drifted():
     first = run_deploy(static_address, VMLAB, "node1", {Ipv4Addrs: VAGRANT_ADDRS},
                        host_data_overrides=VAGRANT_SSH)
     same = run_deploy(static_address, VMLAB, "node1", {
         Ipv4Addrs: VAGRANT_ADDRS, **present_file(NETPLAN_FILE, first.files[NETPLAN_FILE], mode=600),
+        LabLink: recorded(LabLink, NETWORKD_CONFIGURED),
     }, host_data_overrides=VAGRANT_SSH)
     assert same.op("netplan file for the lab address").commands == []
-    assert same.op("validate and apply netplan").commands == []
+    assert same.op("lab address applied").commands == []
+
+    # same file, but networkd no longer configures the NIC from it (an earlier apply failed,
+    # or someone ran `networkctl down`/removed the generated file): applied again
+    for drifted in (NETWORKD_CONFIGURED.replace("(configured)", "(unmanaged)"),
+                    "file=\nstate=routable (unmanaged)\n",
+                    NETWORKD_CONFIGURED.replace("address=192.168.56.11/24", "address=192.168.56.99/24")):
+        again = run_deploy(static_address, VMLAB, "node1", {
+            Ipv4Addrs: VAGRANT_ADDRS, **present_file(NETPLAN_FILE, first.files[NETPLAN_FILE], mode=600),
+            LabLink: recorded(LabLink, drifted),
+        }, host_data_overrides=VAGRANT_SSH)
+        assert again.op("lab address applied").commands[0] == "netplan generate", drifted
 
     other = run_deploy(static_address, VMLAB, "node1", {
         Ipv4Addrs: VAGRANT_ADDRS,
         **present_file(NETPLAN_FILE, first.files[NETPLAN_FILE].replace("/24", "/16"), mode=600),
     }, host_data_overrides=VAGRANT_SSH)
     assert f"upload {NETPLAN_FILE}" in other.op("netplan file for the lab address").commands
-    assert other.op("validate and apply netplan").commands[0] == "netplan generate"
+    assert other.op("lab address applied").commands[0] == "netplan generate"
 
 
 def test_container_lab_configures_eth0_it_is_connected_through():
@@ -182,7 +210,7 @@ def test_manjaro_gets_a_networkmanager_keyfile_not_netplan():
     assert "address1=192.168.56.13/24,192.168.56.1" in lines
     assert "dns=1.1.1.1;9.9.9.9;" in lines
     assert f"chmod 600 {NM_FILE}" in run.op("NetworkManager keyfile for the lab address").commands
-    assert run.op("load and activate the connection").commands == [
+    assert run.op("lab address applied").commands == [
         "nmcli connection reload", "nmcli connection up swarmlab-eth1",
     ]
 
@@ -193,5 +221,25 @@ def test_manjaro_keyfile_unchanged_is_not_reactivated():
                        host_data_overrides=VAGRANT_SSH)
     again = run_deploy(static_address, VMLAB, "node3", {
         Ipv4Addrs: addrs, **present_file(NM_FILE, first.files[NM_FILE], mode=600),
+        LabLink: recorded(LabLink, "state=activated\naddress=192.168.56.13/24\ngateway=192.168.56.1\n"),
     }, host_data_overrides=VAGRANT_SSH)
-    assert again.op("load and activate the connection").commands == []
+    assert again.op("lab address applied").commands == []
+    down = run_deploy(static_address, VMLAB, "node3", {
+        Ipv4Addrs: addrs, **present_file(NM_FILE, first.files[NM_FILE], mode=600),
+        LabLink: recorded(LabLink, "state=\n"),
+    }, host_data_overrides=VAGRANT_SSH)
+    assert down.op("lab address applied").commands == [
+        "nmcli connection reload", "nmcli connection up swarmlab-eth1",
+    ]
+
+
+def test_link_problems_name_what_is_wrong():
+    link = recorded(LabLink, NETWORKD_CONFIGURED)
+    args = ("eth1", "netplan", "192.168.56.11/24", "192.168.56.1")
+    assert link_problems(link, *args) == []
+    assert link_problems({}, *args) == [
+        "networkd does not manage eth1 from netplan's 10-netplan-eth1.network (network file: none)",
+        "networkd has not configured eth1 (state: unknown)",
+        "eth1 is not configured with 192.168.56.11/24 (has: none)",
+        "eth1 has no configured default route via 192.168.56.1",
+    ]

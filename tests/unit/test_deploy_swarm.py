@@ -11,10 +11,13 @@ from pyinfra.facts.server import Command
 
 from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.deploy.swarm import (
+    MANAGED_LABELS,
     form_swarm,
     in_swarm_of,
     init_command,
+    label_update_args,
     overlay_command,
+    overlay_drift,
     reconcile_commands,
 )
 from swarmlab.spec import OverlaySpec, load_spec
@@ -46,9 +49,9 @@ def node(nid: str, hostname: str, role: str, state: str = "ready", labels: dict 
 def converged() -> list[dict]:
     """labs/local.yaml as the swarm sees it when it matches the spec."""
     return [
-        node("aaa111", "node1", "manager", labels={"zone": "a"}),
-        node("bbb222", "node2", "worker", labels={"zone": "b"}, addr="10.77.0.12"),
-        node("ccc333", "node3", "worker", labels={"zone": "b"}, addr="10.77.0.13"),
+        node("aaa111", "node1", "manager", labels={"zone": "a", MANAGED_LABELS: "zone"}),
+        node("bbb222", "node2", "worker", labels={"zone": "b", MANAGED_LABELS: "zone"}, addr="10.77.0.12"),
+        node("ccc333", "node3", "worker", labels={"zone": "b", MANAGED_LABELS: "zone"}, addr="10.77.0.13"),
     ]
 
 
@@ -151,18 +154,27 @@ def test_roles_follow_the_spec():
 def test_missing_or_different_labels_are_added():
     nodes = converged()
     nodes[1]["Spec"]["Labels"] = {}
-    nodes[2]["Spec"]["Labels"] = {"zone": "a", "extra": "kept"}
+    nodes[2]["Spec"]["Labels"] = {"zone": "a", "extra": "kept", MANAGED_LABELS: "zone"}
     assert reconcile_commands(load_spec(LOCAL), nodes) == [
-        "docker node update --label-add zone=b bbb222",
+        "docker node update --label-add zone=b --label-add swarmlab.labels=zone bbb222",
         "docker node update --label-add zone=b ccc333",
     ]
+
+
+def test_labels_dropped_from_the_spec_are_removed_hand_made_ones_stay():
+    assert label_update_args({"zone": "a"}, {"zone": "a", "rack": "1", "mine": "x",
+                                             MANAGED_LABELS: "rack,zone"}) == [
+        "--label-rm", "rack", "--label-add", "swarmlab.labels=zone"]
+    assert label_update_args({}, {"zone": "a", MANAGED_LABELS: "zone"}) == [
+        "--label-rm", "zone", "--label-rm", "swarmlab.labels"]
+    assert label_update_args({}, {"mine": "x"}) == []
 
 
 def test_labels_none_in_inspect_output():
     nodes = converged()
     nodes[0]["Spec"]["Labels"] = None
     assert reconcile_commands(load_spec(LOCAL), nodes) == [
-        "docker node update --label-add zone=a aaa111",
+        "docker node update --label-add zone=a --label-add swarmlab.labels=zone aaa111",
     ]
 
 
@@ -207,26 +219,40 @@ def test_active_first_manager_reconciles_and_keeps_existing_overlays():
     })
     assert run.op("swarm init (first manager)").commands == []
     assert run.op("swarm members match the spec").commands == [
-        "docker node update --label-add zone=b ccc333"]
+        "docker node update --label-add zone=b --label-add swarmlab.labels=zone ccc333"]
     assert run.op("overlay network labnet").commands == []
     assert run.op("overlay network secure").commands == []
-    assert not any("exists with other settings" in w for w in run.warnings)
+    assert not any("differs from the spec" in w for w in run.warnings)
 
 
-def test_overlay_with_other_settings_is_reported_not_recreated():
+def test_overlay_with_other_settings_is_recreated():
     nets = {"secure": {"Name": "secure", "Attachable": True, "Options": {},
                        "IPAM": {"Config": [{"Subnet": "10.31.0.0/24"}]}},
             "labnet": {"Name": "labnet", "Attachable": True, "Options": {},
                        "IPAM": {"Config": [{"Subnet": "10.30.0.0/24"}]}}}
     run = run_deploy(form_swarm, LOCAL, "node1", {
         SwarmInfo: recorded(SwarmInfo, INFO_WORKER_OF_NODE1), OverlayNetworks: nets})
-    assert run.op("overlay network secure").commands == []
-    # (logged in both pyinfra phases: the operation body runs at prepare and execute time)
-    warnings = {w for w in run.warnings if "exists with other settings" in w}
+    assert run.op("overlay network secure").commands == [
+        "docker network rm secure",
+        "docker network create --driver overlay --subnet 10.31.0.0/24 --opt encrypted --attachable secure",
+    ]
+    assert run.op("overlay network labnet").commands == []
+    warnings = {w for w in run.warnings if "differs from the spec" in w}
     assert len(warnings) == 1
     (warning,) = warnings
-    assert "overlay secure" in warning and "encrypted=False" in warning
-    assert "docker network rm" in warning
+    assert "overlay secure" in warning and "encrypted=False, spec True" in warning
+
+
+def test_overlay_drift_names_each_difference():
+    net = {"Attachable": False, "Options": {}, "Labels": {"a": "1"},
+           "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}]}}
+    assert overlay_drift(net, "10.30.0.0/24", True, True, {"purpose": "test"}) == [
+        "subnet ['10.9.0.0/24'], spec 10.30.0.0/24", "encrypted=False, spec True",
+        "attachable=False, spec True", "labels {'a': '1'}, spec {'purpose': 'test'}",
+    ]
+    same = {"Attachable": True, "Options": {"encrypted": ""}, "Labels": None,
+            "IPAM": {"Config": [{"Subnet": "10.30.0.0/24"}]}}
+    assert overlay_drift(same, "10.30.0.0/24", True, True, {}) == []
 
 
 def join_run(info: str = INFO_INACTIVE, node_name: str = "node2", spec=LOCAL):
