@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from weakref import WeakKeyDictionary
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import ctx_state
+from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
 from swarmlab.deploy.context import host_distro, lab_node, template
@@ -40,9 +41,34 @@ def install_packages(name: str, packages: Iterable[str], distro: Distro) -> Oper
         if host.name not in declared:  # once per host and run, before its first apt call
             declared.add(host.name)
             apt_lock_wait()
-        return apt.packages(name=name, packages=list(packages), update=True,
-                            cache_time=APT_CACHE_TIME, no_recommends=True)
+        return apt_install(name=name, packages=list(packages))
     return pacman_sync_install(name=name, packages=list(packages))
+
+
+def missing_debs(packages: list[str], installed: dict[str, list[str]]) -> list[str]:
+    """The packages (`name` or `name=version`) that are not installed as asked."""
+    out = []
+    for package in packages:
+        name, _, version = package.partition("=")
+        have = installed.get(name) or []
+        if not have or (version and version not in have):
+            out.append(package)
+    return out
+
+
+@operation()
+def apt_install(packages: list[str]):
+    """Install what is missing; refresh the apt lists (at most APT_CACHE_TIME old) only then.
+
+    `apt.packages(update=True, cache_time=...)` alone refreshes stale lists on every run,
+    which reports a change a day later although nothing needed installing.
+    """
+    missing = missing_debs(packages, host.get_fact(DebPackages))
+    if not missing:
+        host.noop(f"installed: {', '.join(packages)}")
+        return
+    yield from apt.packages._inner(packages=packages, update=True, cache_time=APT_CACHE_TIME,
+                                   no_recommends=True)
 
 
 def checked_distro() -> Distro | None:

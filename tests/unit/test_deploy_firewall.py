@@ -14,6 +14,7 @@ from pyinfra.facts.pacman import PacmanPackages
 
 from swarmlab.deploy.facts import NftTable, UfwAddedRules, UfwStatus
 from swarmlab.deploy.firewall import NFT_FILE, firewall_rules, swarm_firewall
+from swarmlab.deploy.ops import ufw_rule_ports
 from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,3 +255,31 @@ def test_rendered_nftables_table_passes_nft_check(tmp_path, overlays):
                                      proc.stderr):
         pytest.skip(f"nft -c cannot run here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rules_that_open_swarm_ports_wider_are_deleted_others_kept():
+    have = [*VMLAB_UFW, "ufw allow 2377/tcp", "ufw allow from 10.9.0.0/16 to any port 7946 proto udp",
+            "ufw allow 8080/tcp", "ufw allow 7000:8000/udp"]
+    facts = {UfwAddedRules: recorded(UfwAddedRules, ufw_added(have)),
+             UfwStatus: recorded(UfwStatus, UFW_ACTIVE)}
+    cmds = ufw_commands(run_deploy(swarm_firewall, VMLAB, "node1", facts))
+    assert cmds == [
+        "ufw delete allow 2377/tcp",
+        "ufw delete allow from 10.9.0.0/16 to any port 7946 proto udp",
+        "ufw delete allow 7000:8000/udp",
+    ]  # the user's own 8080 rule stays
+
+
+def test_default_incoming_policy_restored():
+    facts = {UfwAddedRules: recorded(UfwAddedRules, ufw_added(VMLAB_UFW)),
+             UfwStatus: recorded(UfwStatus, UFW_ACTIVE + 'DEFAULT_INPUT_POLICY="ACCEPT"\n')}
+    run = run_deploy(swarm_firewall, VMLAB, "node1", facts)
+    assert run.op("ufw enabled").commands == ["ufw default deny incoming"]
+
+
+def test_ufw_rule_ports():
+    assert ufw_rule_ports("allow 2377/tcp") == {"2377"}
+    assert ufw_rule_ports("allow from 10.0.0.0/8 to any port 7946 proto udp") == {"7946"}
+    assert ufw_rule_ports("allow from 10.0.0.0/8 proto esp") == {"esp"}
+    assert ufw_rule_ports("allow 4788:4790/udp") == {"4788", "4789", "4790"}
+    assert ufw_rule_ports("allow from 10.0.0.0/8") == set()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab.deploy.lab import lab_package_list
+from swarmlab.deploy.lab import lab_package_list, lab_packages
 from swarmlab.distros import DISTROS
 from swarmlab.spec import parse_spec
 
@@ -42,3 +42,23 @@ def test_manjaro_gets_networkmanager_and_nftables():
     assert with_docker
     assert packages[:2] == ["networkmanager", "nftables"]
     assert "docker-buildx" in packages
+
+
+def test_only_missing_packages_trigger_an_apt_list_refresh():
+    """A re-run a day later (apt lists older than the cache window) changes nothing when every
+    package is installed; the lists are refreshed only to install something."""
+    from deployfakes import LOCAL, run_deploy
+    from pyinfra.facts.deb import DebPackages
+
+    from swarmlab.deploy.packages import missing_debs
+
+    every = ["netplan.io", "ufw", "docker.io", "docker-cli", "docker-buildx", "docker-compose"]
+    installed = {name: ["1.0"] for name in every}
+    run = run_deploy(lab_packages, LOCAL, "node1", {DebPackages: installed})
+    assert run.op("all lab packages in one transaction").commands == []
+    partial = run_deploy(lab_packages, LOCAL, "node1",
+                         {DebPackages: {k: v for k, v in installed.items() if k != "ufw"}})
+    cmds = partial.op("all lab packages in one transaction").commands
+    assert any("apt-get update" in c for c in cmds) and any("install" in c and "ufw" in c for c in cmds)
+    assert missing_debs(["docker-ce=5:27.3.1", "curl"], {"docker-ce": ["5:26.0"], "curl": ["8"]}) == [
+        "docker-ce=5:27.3.1"]
