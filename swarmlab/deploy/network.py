@@ -136,22 +136,24 @@ class LabLink(FactBase):
     networkd: the .network file it configured the link from (netplan writes
     10-netplan-IFACE.network), its setup state and the file's Address/Gateway lines.
     NetworkManager: the swarmlab connection's state, addresses and gateway.
+    Both: the kernel's static default routes on the NIC ("route").
     """
 
     default = dict
 
     def command(self, iface: str, backend: str) -> str:
         i = shlex.quote(iface)
+        routes = f"ip -4 -o route show default dev {i} proto static 2>/dev/null | sed 's/^/route=/'; "
         if backend == "netplan":
             status = f"LANG=C networkctl status {i} --no-pager 2>/dev/null"
             return (
                 f"f=$({status} | sed -n 's/^ *Network File: //p'); echo \"file=$f\"; "
-                f"{status} | sed -n 's/^ *State: /state=/p'; "
+                f"{status} | sed -n 's/^ *State: /state=/p'; {routes}"
                 '[ -f "$f" ] && sed -n "s/^Address=/address=/p; s/^Gateway=/gateway=/p" "$f"; true'
             )
         conn = shlex.quote(NM_CONNECTION.format(iface=iface))
         return (
-            f"LANG=C nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY connection show {conn} "
+            routes + f"LANG=C nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY connection show {conn} "
             "2>/dev/null | sed -e 's/^GENERAL.STATE:/state=/' -e 's/^IP4.ADDRESS[^:]*:/address=/' "
             "-e 's/^IP4.GATEWAY:/gateway=/'; true"
         )
@@ -186,6 +188,9 @@ def link_problems(link: dict, iface: str, backend: str, cidr: str, gateway: str)
         problems.append(f"{iface} is not configured with {cidr} (has: {link.get('address') or 'none'})")
     if gateway not in (link.get("gateway") or []):
         problems.append(f"{iface} has no configured default route via {gateway}")
+    elif not any(f"via {gateway} " in r + " " for r in link.get("route") or []):
+        problems.append(f"the kernel has no static default route via {gateway} on {iface} "
+                        "(removed since it was configured)")
     return problems
 
 

@@ -205,22 +205,25 @@ def _wait_running(manager, service: str, want: int, timeout: float = 60) -> list
 
 
 def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
-    """Without IPVS this is how a service is reached: host-mode ports and DNS round robin."""
+    """Without IPVS this is how a service is reached: host-mode ports and DNS round robin.
+
+    A global service puts a task on every node: each node serves its host-mode port, and the
+    embedded DNS on the first node answers with every task's address (learnt by gossip).
+    """
     nets = _attachable_overlays(spec)
     name = "swarmlab-probe-dnsrr"
-    replicas = min(2, len(spec.nodes))
+    replicas = len(spec.nodes)
     first_manager.check_output(
-        f"docker service create -d --name {name} --label {LABEL} --replicas {replicas} "
-        f"--endpoint-mode dnsrr --network {nets[0]} --placement-pref spread=node.id "
+        f"docker service create -d --name {name} --label {LABEL} --mode global "
+        f"--endpoint-mode dnsrr --network {nets[0]} "
         f"--publish mode=host,published=18081,target=80 {IMAGE} "
         "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
     )
     try:
         tasks = _wait_running(first_manager, name, replicas)
         task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
+        assert task_nodes == {n.name for n in spec.nodes}, f"global service tasks on {sorted(task_nodes)}"
         for node in spec.nodes:
-            if node.name not in task_nodes:
-                continue
             body = first_manager.check_output(
                 "python3 -c \"import urllib.request;print(urllib.request.urlopen("
                 f"'http://{node.ip}:18081/', timeout=5).read().decode().strip())\""

@@ -126,6 +126,7 @@ file=/run/systemd/network/10-netplan-eth1.network
 state=routable (configured)
 address=192.168.56.11/24
 gateway=192.168.56.1
+route=default via 192.168.56.1 proto static metric 200
 """
 
 
@@ -143,7 +144,8 @@ def test_netplan_applies_when_the_file_changes_or_the_live_state_drifted():
     # or someone ran `networkctl down`/removed the generated file): applied again
     for drifted in (NETWORKD_CONFIGURED.replace("(configured)", "(unmanaged)"),
                     "file=\nstate=routable (unmanaged)\n",
-                    NETWORKD_CONFIGURED.replace("address=192.168.56.11/24", "address=192.168.56.99/24")):
+                    NETWORKD_CONFIGURED.replace("address=192.168.56.11/24", "address=192.168.56.99/24"),
+                    NETWORKD_CONFIGURED.replace("route=default via 192.168.56.1 proto static metric 200", "")):
         again = run_deploy(static_address, VMLAB, "node1", {
             Ipv4Addrs: VAGRANT_ADDRS, **present_file(NETPLAN_FILE, first.files[NETPLAN_FILE], mode=600),
             LabLink: recorded(LabLink, drifted),
@@ -221,7 +223,8 @@ def test_manjaro_keyfile_unchanged_is_not_reactivated():
                        host_data_overrides=VAGRANT_SSH)
     again = run_deploy(static_address, VMLAB, "node3", {
         Ipv4Addrs: addrs, **present_file(NM_FILE, first.files[NM_FILE], mode=600),
-        LabLink: recorded(LabLink, "state=activated\naddress=192.168.56.13/24\ngateway=192.168.56.1\n"),
+        LabLink: recorded(LabLink, "state=activated\naddress=192.168.56.13/24\ngateway=192.168.56.1\n"
+                                   "route=default via 192.168.56.1 proto static metric 100\n"),
     }, host_data_overrides=VAGRANT_SSH)
     assert again.op("lab address applied").commands == []
     down = run_deploy(static_address, VMLAB, "node3", {

@@ -1,0 +1,204 @@
+"""The drift suite: break exactly the state a verification check reads, on a live lab node;
+`swarmlab verify` must fail and name that check; a re-run of the deploy must repair what the
+deploy owns (the rest is put back by the test and marked "not owned").
+
+Breaks are grouped in rounds of independent ones (different nodes or different checks), so
+one verify run and one deploy serve several. README's drift table is made from DRIFTS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmlab.spec import LabSpec
+
+SUBNET = "{subnet}"  # filled from the lab spec
+ALICE = "cd / && sudo -u alice env XDG_RUNTIME_DIR=/run/user/$(id -u alice) "
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One breakage: the check that must catch it, where, how, and who repairs it."""
+
+    check: str  # test function name in swarmlab/verify
+    node: str  # "m" (first manager), "w1", "w2" (workers)
+    how: str  # what the break does, for people
+    shell: str  # root shell on the node that breaks it ({subnet}, {gateway}, {ip} filled in)
+    owned: bool = True  # a deploy re-run repairs it
+    restore: str = ""  # when not owned: root shell that puts it back
+    param: str = ""  # the check's parameter after the node id (rootless user)
+
+
+ROUNDS: list[list[Drift]] = [
+    [  # Docker daemon and its configuration
+        Drift("test_docker_service_running_and_enabled", "w1", "`systemctl disable docker`",
+              "systemctl disable docker.service 2>/dev/null"),
+        Drift("test_daemon_json_is_the_specs", "m",
+              "daemon.json set to `log-driver: local` and docker restarted (the repair must restart it)",
+              "sed -i 's/\"json-file\"/\"local\"/' /etc/docker/daemon.json && systemctl restart docker"),
+        Drift("test_running_daemon_uses_daemon_json", "w2",
+              "daemon.json edited (`log-driver: local`), docker not restarted",
+              "sed -i 's/\"json-file\"/\"local\"/' /etc/docker/daemon.json && touch /etc/docker/daemon.json"),
+        Drift("test_no_plaintext_docker_api", "w1",
+              "a drop-in adds `-H tcp://127.0.0.1:2375` to dockerd",
+              "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nEnvironment="
+              "\"DOCKER_OPTS=-H tcp://127.0.0.1:2375\"\\n' > /etc/systemd/system/docker.service.d/tcp.conf"
+              " && systemctl daemon-reload && systemctl restart docker",
+              owned=False,
+              restore="rm -f /etc/systemd/system/docker.service.d/tcp.conf && systemctl daemon-reload"
+                      " && systemctl restart docker"),
+    ],
+    [  # host network and kernel settings
+        Drift("test_netplan_file", "w1", "netplan file mode 0644", "chmod 0644 /etc/netplan/60-swarmlab.yaml"),
+        Drift("test_lab_address_configured_by_the_deploy", "w2",
+              "networkd's generated config for the NIC changed behind netplan (another address)",
+              "sed -i 's|^Address=.*|Address=10.254.254.254/24|' /run/systemd/network/10-netplan-eth0.network"),
+        Drift("test_default_route_via_lab_gateway", "m", "the static default route deleted",
+              "ip route del default via {gateway} proto static"),
+        Drift("test_sysctls_set_and_persisted", "m", "/etc/sysctl.d/99-swarmlab.conf removed",
+              "rm /etc/sysctl.d/99-swarmlab.conf"),
+        Drift("test_kernel_modules_loaded_at_boot", "w2", "/etc/modules-load.d/swarmlab.conf removed",
+              "rm /etc/modules-load.d/swarmlab.conf"),
+        Drift("test_bridge_nf_call_iptables", "w1", "`sysctl net.bridge.bridge-nf-call-iptables=0`",
+              "sysctl -qw net.bridge.bridge-nf-call-iptables=0"),
+    ],
+    [  # firewall
+        Drift("test_swarm_ports_closed_to_outside_the_lab_subnet", "m", "`ufw default allow incoming`",
+              "ufw default allow incoming >/dev/null"),
+        Drift("test_firewall_rules_are_exactly_the_labs", "w1", "`ufw allow 2377/tcp` (from anywhere)",
+              "ufw allow 2377/tcp >/dev/null"),
+        Drift("test_firewall_active_at_boot", "w2", "`ufw disable`", "ufw disable >/dev/null"),
+    ],
+    [  # firewall, continued
+        Drift("test_swarm_ports_closed_to_outside_the_lab_subnet", "w2",
+              "an `iptables -I INPUT -p tcp --dport 2377 -j ACCEPT` before ufw's chains",
+              "iptables -I INPUT -p tcp --dport 2377 -j ACCEPT", owned=False,
+              restore="iptables -D INPUT -p tcp --dport 2377 -j ACCEPT"),
+        Drift("test_swarm_ports_reachable_from_another_lab_node", "m",
+              "the ufw rule for 2377/tcp from the lab subnet deleted",
+              "ufw delete allow from {subnet} to any port 2377 proto tcp >/dev/null"),
+        Drift("test_overlay_traffic_across_nodes_by_ip_and_name", "w1",
+              "the ufw rule for VXLAN 4789/udp from the lab subnet deleted",
+              "ufw delete allow from {subnet} to any port 4789 proto udp >/dev/null"),
+    ],
+    [  # Docker's own NAT and filter rules (Docker writes them: a docker restart puts them back)
+        Drift("test_nat_masquerade_for_docker0_subnet", "m", "docker0's MASQUERADE rule deleted",
+              "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+              owned=False, restore="systemctl restart docker"),
+        Drift("test_docker0_bridge_with_address", "m", "docker0's address flushed",
+              "ip addr flush dev docker0", owned=False, restore="systemctl restart docker"),
+        Drift("test_nat_docker_chain_hooked", "w1", "nat PREROUTING's jump to DOCKER deleted",
+              "iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+              owned=False, restore="systemctl restart docker"),
+        Drift("test_forward_passes_docker_user", "w2", "FORWARD's jump to DOCKER-USER deleted",
+              "iptables -D FORWARD -j DOCKER-USER", owned=False, restore="systemctl restart docker"),
+    ],
+    [  # docker_gwbridge and the swarm's gossip (Docker's rules; raw iptables)
+        Drift("test_docker_gwbridge_with_masquerade", "w1", "docker_gwbridge's MASQUERADE rule deleted",
+              "s=$(docker network inspect docker_gwbridge -f '{{{{(index .IPAM.Config 0).Subnet}}}}') && "
+              "iptables -t nat -D POSTROUTING -s $s ! -o docker_gwbridge -j MASQUERADE",
+              owned=False, restore="systemctl restart docker"),
+        Drift("test_host_mode_port_with_dnsrr_service", "w2",
+              "gossip (7946 tcp+udp) dropped in and out by raw iptables rules: the node's task never "
+              "reaches the others' DNS",
+              "for c in INPUT OUTPUT; do for p in tcp udp; do iptables -I $c -p $p --dport 7946 -j DROP;"
+              " iptables -I $c -p $p --sport 7946 -j DROP; done; done",
+              owned=False,
+              restore="for c in INPUT OUTPUT; do for p in tcp udp; do iptables -D $c -p $p --dport 7946 -j DROP;"
+                      " iptables -D $c -p $p --sport 7946 -j DROP; done; done"),
+    ],
+    [  # swarm membership and networks
+        Drift("test_swarm_active_in_the_labs_cluster", "w1", "the worker left the swarm",
+              "docker swarm leave --force >/dev/null"),
+        Drift("test_spec_overlays_exist", "m", "overlay `labnet` removed", "docker network rm labnet >/dev/null"),
+        Drift("test_ingress_network_exists", "m", "the ingress network removed",
+              "echo y | docker network rm ingress >/dev/null"),
+    ],
+    [  # swarm node spec
+        Drift("test_manager_sees_every_spec_node_ready_with_its_role", "m", "node label `zone` removed",
+              "docker node update --label-rm zone $(docker info -f '{{{{.Swarm.NodeID}}}}') >/dev/null"),
+    ],
+    [
+        Drift("test_manager_sees_every_spec_node_ready_with_its_role", "m", "a worker promoted to manager",
+              "docker node promote {w2} >/dev/null"),
+    ],
+    [  # rootless Docker (alice)
+        Drift("test_user_unit_active_and_enabled", "m", "alice's daemon stopped",
+              ALICE + "systemctl --user stop docker.service", param="alice"),
+        Drift("test_user_unit_active_and_enabled", "w1", "alice no longer lingers",
+              "loginctl disable-linger alice", param="alice"),
+        Drift("test_docker_group_only_when_listed", "w2", "alice added to the docker group",
+              "usermod -aG docker alice", param="alice"),
+    ],
+    [
+        Drift("test_login_shell_and_context_point_at_the_users_daemon", "w1",
+              "alice's `rootless` docker context removed",
+              ALICE + "docker context rm -f rootless >/dev/null", param="alice"),
+        Drift("test_container_runs_under_subordinate_ids", "w2", "alice's /etc/subuid range removed",
+              "sed -i '/^alice:/d' /etc/subuid", param="alice"),
+    ],
+]
+
+DRIFTS = [d for r in ROUNDS for d in r]
+
+# checks that cannot be broken here, with the reason (the README table lists them too)
+NOT_BROKEN = {
+    "test_required_kernel_feature": "overlay/vxlan are kernel features of this machine; a node "
+    "container cannot unload them",
+    "test_encrypted_overlay_traffic_across_nodes": "skipped here: the kernel has no ESP",
+    "test_routing_mesh_and_vip": "skipped here: the kernel has no IP_VS",
+    "test_managers_share_one_cluster_id / test_managers_reachable": "need 3 managers (ci-ha lab "
+    "covers a manager down)",
+    "test_cluster_port_listening_on_managers / test_gossip_ports_listening / test_vxlan_port_bound":
+    "the swarm's own listeners: breaking them means leaving the swarm (round 7 covers that)",
+    "test_docker_server_answers / buildx / compose": "docker stopped: covered by the trio lab's "
+    "worker-down test; plugins removed: re-installed by the package step",
+    "test_stack_deploy_with_secret / test_published_port_dnat_and_reachable_from_another_node":
+    "workloads the check creates itself; the rules they rely on are broken in rounds 5 and 6",
+    "test_daemon_is_rootless_and_outside_the_swarm / test_container_root_is_the_user_on_the_host":
+    "properties of rootlesskit itself, not of state the deploy writes",
+}
+
+
+def node_name(spec: LabSpec, role: str) -> str:
+    return {"m": spec.first_manager.name, "w1": spec.workers[0].name, "w2": spec.workers[1].name}[role]
+
+
+def expand(spec: LabSpec, shell: str) -> str:
+    return shell.format(subnet=spec.network.subnet, gateway=spec.network.gateway,
+                        w2=spec.workers[1].name)
+
+
+def failure_id(spec: LabSpec, drift: Drift) -> str:
+    """How `swarmlab verify` names the failed check for this drift's node."""
+    per_node = not drift.check.startswith(("test_manager_sees", "test_spec_overlays", "test_ingress",
+                                           "test_host_mode", "test_overlay_traffic",
+                                           "test_swarm_ports_reachable"))
+    if not per_node:
+        if drift.check == "test_swarm_ports_reachable_from_another_lab_node":
+            return f"{drift.check}[{node_name(spec, drift.node)}]"
+        return drift.check
+    name = node_name(spec, drift.node)
+    return f"{drift.check}[{name}-{drift.param}]" if drift.param else f"{drift.check}[{name}]"
+
+
+def markdown_table() -> str:
+    """README's drift table: check -> how it was broken -> caught -> repaired by a re-run."""
+    lines = ["| check | how it was broken | caught | repaired by a deploy re-run |",
+             "|---|---|---|---|"]
+    for d in DRIFTS:
+        repaired = "yes" if d.owned else "not owned (Docker's/the user's state; the test restores it)"
+        lines.append(f"| `{d.check}` | {d.how} | yes | {repaired} |")
+    for check, why in NOT_BROKEN.items():
+        lines.append(f"| `{check}` | not broken here | - | {why} |")
+    return "\n".join(lines)
+
+
+def record(path: Path, lab: str, rounds: list[dict]) -> None:
+    """Append one lab's round timings to a JSON report (for the README and the notes)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[lab] = {"rounds": rounds, "when": time.strftime("%Y-%m-%d %H:%M")}
+    path.write_text(json.dumps(data, indent=2))
