@@ -13,6 +13,7 @@ from pyinfra.operations import files, server, systemd
 from swarmlab.deploy.context import lab_node, lab_spec, template
 from swarmlab.deploy.ops import fail
 from swarmlab.deploy.packages import checked_distro, install_packages
+from swarmlab.deploy.shell import argv, line, q
 from swarmlab.distros import NETWORK_PACKAGES
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
@@ -109,8 +110,8 @@ def static_address() -> None:
             commands=[
                 "netplan generate",
                 # netplan apply needs udev, which containers lack: there networkd reloads instead
-                f"if systemd-detect-virt --container --quiet; then networkctl reload && "
-                f"networkctl reconfigure {iface}; else netplan apply; fi",
+                line("if systemd-detect-virt --container --quiet; then networkctl reload && "
+                     "networkctl reconfigure ", q(iface), "; else netplan apply; fi", sep=""),
             ],
             _if=conf.did_change,
         )
@@ -130,6 +131,7 @@ def static_address() -> None:
         )
         server.shell(
             name="load and activate the connection",
-            commands=["nmcli connection reload", f"nmcli connection up swarmlab-{iface}"],
+            commands=["nmcli connection reload",
+                      argv("nmcli", "connection", "up", f"swarmlab-{iface}")],
             _if=conf.did_change,
         )

@@ -6,6 +6,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
 from swarmlab.deploy.facts import UfwAddedRules, UfwStatus
+from swarmlab.deploy.shell import argv
 
 
 @operation(is_idempotent=False)
@@ -28,7 +29,7 @@ def ufw_rules(rules: list[str]):
     added = host.get_fact(UfwAddedRules)
     for rule in rules:
         if rule not in added:
-            yield f"ufw {rule}"
+            yield argv("ufw", *rule.split())
 
 
 @operation()
@@ -46,4 +47,4 @@ def pacman_sync_install(packages: list[str]):
     installed = host.get_fact(PacmanPackages)
     missing = [p for p in packages if p not in installed]
     if missing:
-        yield f"pacman -Syu --noconfirm --needed {' '.join(missing)}"
+        yield argv("pacman", "-Syu", "--noconfirm", "--needed", *missing)
