@@ -192,6 +192,10 @@ class LabSpec(_Model):
                     f"nodes[{i}] ({node.name}): {node.distro} packages lack {', '.join(gaps)}; "
                     "the docker deploy will fail this host. Fix: set docker.source: official"
                 )
+        if self.docker.version and all(self.docker_source(n) != "official" for n in self.nodes):
+            out.append(f"docker.version: {show(self.docker.version)} pins only Docker's "
+                       "repository packages and no node installs from it (docker.source); "
+                       "it has no effect")
         return out + self._docker_range_warnings()
 
     def _docker_range_warnings(self) -> list[str]:

@@ -393,3 +393,9 @@ def test_overlay_on_the_ingress_range_is_warned_without_a_pool() -> None:
 
 def test_no_range_warning_with_an_address_pool() -> None:
     assert _warnings(lambda d: None) == []
+
+
+def test_version_pin_without_the_official_source_is_warned() -> None:
+    (w,) = _warnings(setter("docker", "version", value="5:27.3.1-1~debian.13~trixie"))
+    assert w.startswith("docker.version: '5:27.3.1-1~debian.13~trixie' pins only")
+    assert _warnings(lambda d: d["docker"].update(source="official", version="5:27.3.1-1")) == []
