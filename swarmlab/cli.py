@@ -19,6 +19,12 @@ from swarmlab.state import PROJECT_ROOT
 CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
 EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError)
 
+CONTAINER_LAB_GRANTS = (
+    "note: node containers run with every capability, no seccomp or AppArmor confinement and "
+    "access to all host devices and the host cgroup tree: root in a node is root on this "
+    "Docker host. Run only specs and workloads you trust."
+)
+
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
     help="Lab spec (default: labs/local.yaml for the container lab).",
@@ -67,6 +73,7 @@ def up(spec_path: Path | None, verify: bool, cache: bool) -> None:
     """Container lab: nodes up -> deploy -> verify -> summary."""
     try:
         spec, path = _load(spec_path)
+        click.echo(CONTAINER_LAB_GRANTS, err=True)
         pipeline.nodes_up(spec, cache=cache)
         deploy_and_verify(spec, path, verify)
     except EXPECTED as err:
@@ -159,11 +166,20 @@ def down(spec_path: Path | None) -> None:
 
 
 @main.command("cache-clear")
-def cache_clear() -> None:
-    """Remove the shared package cache container and its volume."""
-    from swarmlab.containerlab.cache import remove_cache
+@click.option("--force", is_flag=True, help="Remove it even while labs use it.")
+def cache_clear(force: bool) -> None:
+    """Remove the shared package cache container and its volume (not while labs use it)."""
+    from swarmlab.containerlab.cache import cache_users, remove_cache
 
-    remove_cache()
+    try:
+        provider.ensure_engine()
+        users = cache_users()
+        remove_cache(force=force)
+    except EXPECTED as err:
+        _fail(err)
+    if users:
+        click.echo(f"warning: lab(s) {', '.join(users)} used the cache: their apt fails until "
+                   "`swarmlab up` runs for them again", err=True)
     click.echo("package cache removed")
 
 
@@ -192,11 +208,11 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     try:
         spec, _ = _load(spec_path)
         target = spec.node(node)
+        argv = provider.ssh_command(spec, target) + list(command)
     except KeyError:
         _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
     except EXPECTED as err:
         _fail(err)
-    argv = provider.ssh_command(spec, target) + list(command)
     os.execvp(argv[0], argv)
 
 

@@ -1,24 +1,71 @@
 """The lab spec: one YAML file, validated before any host is touched.
 
 `load_spec(path)` returns a `LabSpec` or raises `SpecError` whose lines name the
-field path (``nodes[2].ip``), the bad value and the fix.
+field path (``nodes[2].ip``), the bad value (shortened) and the fix. Every value that can
+reach a shell on a node is held to a strict format here; the deploys quote them as well.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarmlab.distros import DISTROS, docker_plugin_gaps
 
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-LABELS_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+# --- limits and formats -------------------------------------------------------------------
+
+MAX_SPEC_BYTES = 128 * 1024  # a 100-node spec is ~10 KiB
+MAX_DEPTH = 12  # mappings/sequences nested in the YAML (the spec itself needs 5)
+SHOW_MAX = 200  # longest value quoted back in an error line
+
+# full-string formats (always used with re.fullmatch: `$` would let a trailing newline pass)
+HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+USERNAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# Docker label keys: alphanumeric at both ends, inside also . _ / - (no '=', no whitespace)
+LABELS_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
+LABEL_VALUE_MAX = 255
+RESERVED_LABEL_PREFIXES = ("com.docker.", "io.docker.", "org.dockerproject.")
+NETWORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# kernel: shorter than IFNAMSIZ (16), no '/', ':' or whitespace; here also no shell characters
+INTERFACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
+# Debian package version: [epoch:]upstream[-revision]
+PACKAGE_VERSION_RE = re.compile(r"([0-9]{1,5}:)?[0-9][A-Za-z0-9.+~-]{0,99}")
+LOG_DRIVER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,99}")
+BOX_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+# accounts that ship with the distros (or are Docker's group): never a lab user
+SYSTEM_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt",
+    "messagebus", "sshd", "syslog", "uuidd", "polkitd", "tss", "avahi", "dnsmasq", "tcpdump",
+    "landscape", "lxd", "pollinate", "usbmux", "dhcpcd", "http", "ftp", "git", "docker",
+    "adm", "sudo", "wheel", "shadow", "utmp", "tty", "disk", "kmem", "staff", "users",
+})
+SYSTEM_ACCOUNT_PREFIXES = ("systemd-",)
+
+SWARM_PORTS = {2377: "swarm cluster management", 7946: "swarm node gossip"}
+DATA_PATH_PORT_RANGE = (1024, 49151)  # what `docker swarm init --data-path-port` accepts
+LAB_PREFIX_RANGE = (16, 29)
+OVERLAY_PREFIX_RANGE = (16, 29)
+POOL_MIN_PREFIX = 8
+
+# Docker's own address ranges (warned about when a lab range overlaps them)
+DOCKER0 = ipaddress.IPv4Network("172.17.0.0/16")
+SWARM_DEFAULT_POOL = ipaddress.IPv4Network("10.0.0.0/8")
+SWARM_INGRESS = ipaddress.IPv4Network("10.0.0.0/24")
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class SpecError(Exception):
@@ -30,14 +77,23 @@ class SpecError(Exception):
         super().__init__(f"{source}: invalid lab spec\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def show(value: Any) -> str:
+    """`repr(value)` cut to SHOW_MAX characters (error lines stay short for any input)."""
+    text = repr(value)
+    if len(text) <= SHOW_MAX:
+        return text
+    return text[: SHOW_MAX - 20] + f"...' ({len(str(value))} chars)"
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a YAML `true` is not a port, "4789" is not a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NetworkSpec(_Model):
     subnet: str
     gateway: str
-    dns: list[str] = Field(default_factory=list)
+    dns: list[str] = Field(default_factory=list, max_length=8)
     interface: str | None = None  # NIC that carries the lab address when none has it yet
 
 
@@ -45,9 +101,10 @@ class DockerSpec(_Model):
     source: Literal["auto", "official", "distro"] = "auto"
     version: str | None = None  # official repo pin: full apt version, e.g. "5:27.3.1-1~ubuntu.24.04~noble"
     log_driver: str = "json-file"
-    log_opts: dict[str, str] = Field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
-    daemon: dict[str, Any] = Field(default_factory=dict)  # extra daemon.json keys
-    users: list[str] = Field(default_factory=list)  # added to the docker group
+    log_opts: dict[str, str] = Field(default_factory=lambda: {"max-size": "10m", "max-file": "3"},
+                                     max_length=32)
+    daemon: dict[str, Any] = Field(default_factory=dict, max_length=64)  # extra daemon.json keys
+    users: list[str] = Field(default_factory=list, max_length=64)  # added to the docker group
     tls: bool = False  # 2376/tcp with TLS; plaintext 2375 is never opened
 
 
@@ -56,19 +113,19 @@ class OverlaySpec(_Model):
     subnet: str | None = None
     encrypted: bool = False
     attachable: bool = True
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
 class SwarmSpec(_Model):
     enabled: bool = True
     data_path_port: int = 4789
-    default_addr_pool: list[str] = Field(default_factory=list)
+    default_addr_pool: list[str] = Field(default_factory=list, max_length=16)
     default_addr_pool_mask_length: int = 24
-    overlays: list[OverlaySpec] = Field(default_factory=list)
+    overlays: list[OverlaySpec] = Field(default_factory=list, max_length=32)
 
 
 class RootlessSpec(_Model):
-    users: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list, max_length=64)
 
 
 class FirewallSpec(_Model):
@@ -81,7 +138,7 @@ class NodeSpec(_Model):
     distro: str
     ip: str
     role: Literal["manager", "worker"]
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     interface: str | None = None
     box: str | None = None  # Vagrant box override
     cpus: int | None = Field(default=None, ge=1, le=64)
@@ -95,7 +152,7 @@ class LabSpec(_Model):
     swarm: SwarmSpec = SwarmSpec()
     rootless: RootlessSpec = RootlessSpec()
     firewall: FirewallSpec = FirewallSpec()
-    nodes: list[NodeSpec]
+    nodes: list[NodeSpec] = Field(max_length=100)
 
     @property
     def managers(self) -> list[NodeSpec]:
@@ -126,7 +183,7 @@ class LabSpec(_Model):
         return DISTROS[node.distro].default_docker_source
 
     def warnings(self) -> list[str]:
-        """Problems the deploy will report per host (valid spec, but a host will fail)."""
+        """Problems the deploy will report per host, and ranges Docker also uses (valid spec)."""
         out = []
         for i, node in enumerate(self.nodes):
             gaps = docker_plugin_gaps(node.distro, self.docker_source(node))
@@ -135,33 +192,210 @@ class LabSpec(_Model):
                     f"nodes[{i}] ({node.name}): {node.distro} packages lack {', '.join(gaps)}; "
                     "the docker deploy will fail this host. Fix: set docker.source: official"
                 )
+        if self.docker.version and all(self.docker_source(n) != "official" for n in self.nodes):
+            out.append(f"docker.version: {show(self.docker.version)} pins only Docker's "
+                       "repository packages and no node installs from it (docker.source); "
+                       "it has no effect")
+        return out + self._docker_range_warnings()
+
+    def _docker_range_warnings(self) -> list[str]:
+        ranges = [("network.subnet", self.network.subnet)]
+        ranges += [(f"swarm.overlays[{i}].subnet", o.subnet)
+                   for i, o in enumerate(self.swarm.overlays) if o.subnet]
+        ranges += [(f"swarm.default_addr_pool[{i}]", p)
+                   for i, p in enumerate(self.swarm.default_addr_pool)]
+        out = []
+        for path, value in ranges:
+            net = ipaddress.IPv4Network(value)
+            if net.overlaps(DOCKER0):
+                out.append(f"{path}: {net} overlaps docker0's default {DOCKER0} on every node; "
+                           "containers on the default bridge and this range may not reach "
+                           "each other. Fix: pick another range")
+            if self.swarm.default_addr_pool or not self.swarm.enabled or \
+                    path.startswith("swarm.default_addr_pool"):
+                continue
+            if net.overlaps(SWARM_INGRESS):
+                out.append(f"{path}: {net} overlaps the swarm ingress network {SWARM_INGRESS} "
+                           "(Docker's default); set swarm.default_addr_pool to another range")
+            elif net.overlaps(SWARM_DEFAULT_POOL) and path == "network.subnet":
+                out.append(f"{path}: {net} lies in Docker's default swarm address pool "
+                           f"{SWARM_DEFAULT_POOL}: an overlay may get this range. "
+                           "Fix: set swarm.default_addr_pool (e.g. [10.20.0.0/16])")
         return out
 
+
+# --- reading the file ---------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records duplicate mapping keys (YAML keeps the last one silently)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    self.duplicates.append(
+                        f"duplicate key {show(key)} at line {line} (first at line {seen[key]}); "
+                        "YAML would keep only the last one: remove one of them"
+                    )
+                else:
+                    seen[key] = line
+            except TypeError:  # unhashable: the constructor reports it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_structure(text: str) -> list[str]:
+    """Aliases and nesting depth, from the event stream (nothing is built or expanded)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            return [f"YAML alias *{event.anchor} at line {line}: aliases are not accepted in a "
+                    "lab spec (they can expand without bound); write the value out"]
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1
+                return [f"YAML nested deeper than {MAX_DEPTH} levels at line {line}: "
+                        "a lab spec needs 5 at most"]
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return []
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        problems = _yaml_structure(text)
+        if problems:
+            raise SpecError(source, problems)
+        loader = _Loader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise SpecError(source, [f"YAML syntax error at {where}: {e.problem or e}"]) from None
+    except yaml.YAMLError as e:
+        raise SpecError(source, [f"YAML error: {str(e)[:SHOW_MAX]}"]) from None
+    if loader.duplicates:
+        raise SpecError(source, loader.duplicates)
+    return data
+
+
+# --- checks -------------------------------------------------------------------------------
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", part):
+            out += ("." if out else "") + part
         else:
-            out += ("." if out else "") + str(part)
+            out += f"[{show(part)}]"
     return out or "(top level)"
 
 
-def _net(path: str, value: Any, problems: list[str]) -> ipaddress.IPv4Network | None:
+def _walk(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every (location, string) in the raw data, keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield loc, key
+            yield from _walk(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(item, (*loc, i))
+    elif isinstance(value, str):
+        yield loc, value
+
+
+def _control_characters(data: Any) -> list[str]:
+    """Strings holding control characters (a newline, NUL, escape...) anywhere in the spec."""
+    out = []
+    for loc, text in _walk(data):
+        m = CONTROL_RE.search(text)
+        if m:
+            out.append(f"{_loc(loc)}: {show(text)} contains a control character "
+                       f"({m.group()!r}); remove it")
+    return out
+
+
+def _special_range(net: ipaddress.IPv4Network) -> str | None:
+    """Why a range cannot be a lab range (loopback, multicast...), or None."""
+    for kind, test in (
+        ("loopback", net.is_loopback),
+        ("multicast", net.is_multicast),
+        ("link-local", net.is_link_local),
+        ("reserved", net.is_reserved),
+        ("'this network' (0.0.0.0/8)", net.subnet_of(THIS_NETWORK) or net.overlaps(THIS_NETWORK)),
+    ):
+        if test:
+            return kind
+    for special, kind in ((ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+                          (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+                          (ipaddress.IPv4Network("169.254.0.0/16"), "link-local"),
+                          (ipaddress.IPv4Network("240.0.0.0/4"), "reserved")):
+        if net.overlaps(special):
+            return f"{kind} ({special})"
+    return None
+
+
+def _net(path: str, value: Any, problems: list[str],
+         prefixes: tuple[int, int] | None = None) -> ipaddress.IPv4Network | None:
+    """A canonical IPv4 CIDR network outside the special ranges, within `prefixes`."""
     try:
-        return ipaddress.IPv4Network(str(value), strict=True)
+        net = ipaddress.IPv4Network(str(value), strict=True)
     except ValueError as e:
-        problems.append(f"{path}: {value!r} is not a valid IPv4 network in CIDR form ({e})")
+        problems.append(f"{path}: {show(value)} is not a valid IPv4 network in CIDR form "
+                        f"({str(e)[:SHOW_MAX]})")
         return None
+    if str(net) != value:
+        problems.append(f"{path}: {show(value)} is not in CIDR form; write it as {net}")
+        return None
+    kind = _special_range(net)
+    if kind:
+        problems.append(f"{path}: {net} is a {kind} range; use a private range "
+                        "(10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)")
+        return None
+    if prefixes and not prefixes[0] <= net.prefixlen <= prefixes[1]:
+        lo, hi = prefixes
+        if net.prefixlen < lo:
+            problems.append(f"{path}: {net} is too wide (use /{lo} or narrower)")
+        else:
+            problems.append(f"{path}: {net} is too small for a lab (use /{hi} or larger)")
+        return None
+    return net
 
 
-def _addr(path: str, value: Any, problems: list[str]) -> ipaddress.IPv4Address | None:
+def _addr(path: str, value: Any, problems: list[str],
+          allow_loopback: bool = False) -> ipaddress.IPv4Address | None:
     try:
-        return ipaddress.IPv4Address(str(value))
+        addr = ipaddress.IPv4Address(str(value))
     except ValueError:
-        problems.append(f"{path}: {value!r} is not a valid IPv4 address")
+        problems.append(f"{path}: {show(value)} is not a valid IPv4 address")
         return None
+    if str(addr) != value:
+        problems.append(f"{path}: {show(value)} is not a plain IPv4 address; write it as {addr}")
+        return None
+    for kind, bad in (("unspecified", addr.is_unspecified), ("multicast", addr.is_multicast),
+                      ("reserved", addr.is_reserved),
+                      ("loopback", addr.is_loopback and not allow_loopback)):
+        if bad:
+            problems.append(f"{path}: {addr} is a {kind} address")
+            return None
+    return addr
 
 
 def _port(path: str, value: int, problems: list[str]) -> None:
@@ -169,20 +403,107 @@ def _port(path: str, value: int, problems: list[str]) -> None:
         problems.append(f"{path}: {value} is not a port (use 1-65535)")
 
 
+def _label_problems(path: str, labels: dict[str, str], problems: list[str]) -> None:
+    for key, value in labels.items():
+        if not LABELS_KEY_RE.fullmatch(key):
+            problems.append(
+                f"{path}: key {show(key)} is not a valid label key (letters, digits, '.', '_', "
+                "'/', '-'; a letter or digit at both ends; at most 128 characters)"
+            )
+        elif key.startswith(RESERVED_LABEL_PREFIXES):
+            problems.append(f"{path}: key {show(key)} is in a namespace Docker reserves "
+                            f"({', '.join(RESERVED_LABEL_PREFIXES)})")
+        if len(value) > LABEL_VALUE_MAX:
+            problems.append(f"{path}.{key}: value {show(value)} is longer than "
+                            f"{LABEL_VALUE_MAX} characters")
+
+
+def _interface(path: str, value: str | None, problems: list[str]) -> None:
+    if value is not None and (not INTERFACE_RE.fullmatch(value) or value in (".", "..")):
+        problems.append(
+            f"{path}: {show(value)} is not an interface name (1-15 letters, digits, "
+            "'_', '.', '-'; no '/', ':', whitespace or shell characters)"
+        )
+
+
+def _user_problems(section: str, users: list[str], problems: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, user in enumerate(users):
+        if not USERNAME_RE.fullmatch(user) or user == "root":
+            problems.append(f"{section}[{i}]: {show(user)} is not a valid non-root user name "
+                            "(lowercase letter or '_', then letters, digits, '_', '-'; max 32)")
+        elif user in SYSTEM_ACCOUNTS or user.startswith(SYSTEM_ACCOUNT_PREFIXES):
+            problems.append(f"{section}[{i}]: {show(user)} is a system account or group; "
+                            "use a user of your own")
+        if user in seen:
+            problems.append(f"{section}[{i}]: {show(user)} repeats {section}[{seen[user]}]")
+        seen.setdefault(user, i)
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why `value` cannot go into daemon.json, or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a JSON number"
+    if isinstance(value, list):
+        return next((p for v in value if (p := _json_problem(v, depth + 1))), None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"key {show(k)} is not a string"
+            p = _json_problem(v, depth + 1)
+            if p:
+                return p
+        return None
+    return f"{show(value)} ({type(value).__name__}) is not a JSON value"
+
+
+def _daemon_problems(spec: LabSpec, problems: list[str]) -> None:
+    daemon = spec.docker.daemon
+    for key, value in daemon.items():
+        bad = _json_problem(value)
+        if bad:
+            problems.append(f"docker.daemon.{key}: {bad}; daemon.json takes JSON values only")
+    hosts = daemon.get("hosts")
+    if hosts is not None:
+        entries = hosts if isinstance(hosts, list) else [hosts]
+        tcp = [h for h in entries if isinstance(h, str) and h.startswith("tcp://")]
+        if tcp and daemon.get("tlsverify") is not True:
+            why = (f"{show(tcp[0])} opens the Docker API (root on the node) to the network "
+                   "without TLS")
+        else:
+            why = ("the docker.service unit already passes -H fd:// and dockerd refuses to start "
+                   "with hosts in both places")
+        problems.append(f"docker.daemon.hosts: {why}; remove it (use `docker context` over SSH "
+                        "for remote access)")
+    if spec.swarm.enabled and daemon.get("live-restore") is True:
+        problems.append("docker.daemon.live-restore: true is incompatible with swarm mode "
+                        "(dockerd exits at start); remove it or set swarm.enabled: false")
+    for key, why in (("iptables", "Docker then writes no NAT/filter rules: published ports, "
+                                  "the routing mesh and the DOCKER-USER firewall hook break"),
+                     ("ip-forward", "containers and overlays lose their routing")):
+        if daemon.get(key) is False:
+            problems.append(f"docker.daemon.{key}: false breaks the lab ({why}); remove it")
+    for key, field in (("log-driver", "docker.log_driver"), ("log-opts", "docker.log_opts")):
+        if key in daemon:
+            problems.append(f"docker.daemon.{key}: set {field} instead (one place for it)")
+
+
 def _check(spec: LabSpec) -> list[str]:
     """Cross-field rules pydantic's types cannot express."""
     p: list[str] = []
-    if not HOSTNAME_RE.match(spec.name):
-        p.append(f"name: {spec.name!r} must be lowercase letters, digits and '-' (max 63)")
+    if not HOSTNAME_RE.fullmatch(spec.name):
+        p.append(f"name: {show(spec.name)} must be lowercase letters, digits and '-' (max 63, "
+                 "no leading/trailing '-'): it names hosts' lab and Docker objects")
 
-    subnet = _net("network.subnet", spec.network.subnet, p)
+    subnet = _net("network.subnet", spec.network.subnet, p, LAB_PREFIX_RANGE)
     gateway = _addr("network.gateway", spec.network.gateway, p)
     for i, dns in enumerate(spec.network.dns):
-        _addr(f"network.dns[{i}]", dns, p)
+        _addr(f"network.dns[{i}]", dns, p, allow_loopback=True)
+    _interface("network.interface", spec.network.interface, p)
     reserved: dict[ipaddress.IPv4Address, str] = {}
     if subnet is not None:
-        if subnet.prefixlen > 29:
-            p.append(f"network.subnet: {subnet} is too small for a lab (use /29 or larger)")
         reserved = {subnet.network_address: "network", subnet.broadcast_address: "broadcast"}
         if gateway is not None:
             if gateway not in subnet:
@@ -190,28 +511,59 @@ def _check(spec: LabSpec) -> list[str]:
             elif gateway in reserved:
                 p.append(f"network.gateway: {gateway} is the {reserved[gateway]} address")
             reserved[gateway] = "gateway"
+        # nodes + gateway + the container lab's package cache
+        needed = len(spec.nodes) + 2
+        if 0 < subnet.num_addresses - 2 < needed:
+            p.append(f"network.subnet: {subnet} has {subnet.num_addresses - 2} host addresses; "
+                     f"{len(spec.nodes)} nodes, the gateway and the package cache need {needed} "
+                     "(use a larger subnet)")
 
+    _node_problems(spec, subnet, reserved, p)
+
+    if spec.docker.tls:
+        p.append(
+            "docker.tls: TLS for the Docker API (2376/tcp) is not supported yet; set it to false "
+            "(the engine then listens on its unix socket only, never on plaintext 2375)"
+        )
+    if spec.docker.version is not None and not PACKAGE_VERSION_RE.fullmatch(spec.docker.version):
+        p.append(f"docker.version: {show(spec.docker.version)} is not a package version "
+                 "(e.g. 5:27.3.1-1~ubuntu.24.04~noble, from `apt-cache madison docker-ce`)")
+    if not LOG_DRIVER_RE.fullmatch(spec.docker.log_driver):
+        p.append(f"docker.log_driver: {show(spec.docker.log_driver)} is not a log driver name")
+    _daemon_problems(spec, p)
+    _port_problems(spec, p)
+    _range_problems(spec, subnet, p)
+    _overlay_problems(spec, p)
+    _user_problems("docker.users", spec.docker.users, p)
+    _user_problems("rootless.users", spec.rootless.users, p)
+    return p
+
+
+def _node_problems(spec: LabSpec, subnet: ipaddress.IPv4Network | None,
+                   reserved: dict[ipaddress.IPv4Address, str], p: list[str]) -> None:
     if not spec.nodes:
         p.append("nodes: the lab needs at least one node")
     names: dict[str, int] = {}
     ips: dict[ipaddress.IPv4Address, int] = {}
     for i, node in enumerate(spec.nodes):
-        if not HOSTNAME_RE.match(node.name):
+        if not HOSTNAME_RE.fullmatch(node.name):
             p.append(
-                f"nodes[{i}].name: {node.name!r} is not a valid hostname "
+                f"nodes[{i}].name: {show(node.name)} is not a valid hostname "
                 "(lowercase letters, digits, '-', max 63, no leading/trailing '-')"
             )
         if node.name in names:
-            p.append(f"nodes[{i}].name: {node.name!r} repeats nodes[{names[node.name]}].name")
+            p.append(f"nodes[{i}].name: {show(node.name)} repeats nodes[{names[node.name]}].name")
         names.setdefault(node.name, i)
         if node.distro not in DISTROS:
             p.append(
-                f"nodes[{i}].distro: {node.distro!r} is not supported "
+                f"nodes[{i}].distro: {show(node.distro)} is not supported "
                 f"(use one of: {', '.join(sorted(DISTROS))})"
             )
-        for key in node.labels:
-            if not LABELS_KEY_RE.match(key):
-                p.append(f"nodes[{i}].labels: key {key!r} is not a valid label key")
+        _label_problems(f"nodes[{i}].labels", node.labels, p)
+        _interface(f"nodes[{i}].interface", node.interface, p)
+        if node.box is not None and not BOX_RE.fullmatch(node.box):
+            p.append(f"nodes[{i}].box: {show(node.box)} is not a Vagrant box name "
+                     "(owner/name, e.g. bento/ubuntu-24.04)")
         ip = _addr(f"nodes[{i}].ip", node.ip, p)
         if ip is None:
             continue
@@ -232,93 +584,129 @@ def _check(spec: LabSpec) -> list[str]:
             "so the Raft quorum survives a failure"
         )
 
-    if spec.docker.tls:
-        p.append(
-            "docker.tls: TLS for the Docker API (2376/tcp) is not supported yet; set it to false "
-            "(the engine then listens on its unix socket only, never on plaintext 2375)"
-        )
-    _port("swarm.data_path_port", spec.swarm.data_path_port, p)
-    if spec.swarm.data_path_port in (2377, 7946, spec.firewall.ssh_port):
-        p.append(f"swarm.data_path_port: {spec.swarm.data_path_port} collides with a swarm/SSH port")
-    _port("firewall.ssh_port", spec.firewall.ssh_port, p)
+
+def _port_problems(spec: LabSpec, p: list[str]) -> None:
+    dpp, ssh = spec.swarm.data_path_port, spec.firewall.ssh_port
+    _port("swarm.data_path_port", dpp, p)
+    lo, hi = DATA_PATH_PORT_RANGE
+    if 1 <= dpp <= 65535 and not lo <= dpp <= hi:
+        p.append(f"swarm.data_path_port: {dpp} is outside the range Docker accepts ({lo}-{hi})")
+    if dpp in (*SWARM_PORTS, ssh):
+        p.append(f"swarm.data_path_port: {dpp} collides with a swarm/SSH port")
+    _port("firewall.ssh_port", ssh, p)
+    if ssh in SWARM_PORTS:
+        p.append(f"firewall.ssh_port: {ssh} is the {SWARM_PORTS[ssh]} port; pick another")
     if not 8 <= spec.swarm.default_addr_pool_mask_length <= 29:
         p.append(
             f"swarm.default_addr_pool_mask_length: {spec.swarm.default_addr_pool_mask_length} "
             "is out of range (use 8-29)"
         )
 
+
+def _range_problems(spec: LabSpec, subnet: ipaddress.IPv4Network | None, p: list[str]) -> None:
     taken: list[tuple[str, ipaddress.IPv4Network]] = []
     if subnet is not None:
         taken.append(("network.subnet", subnet))
-    pools = [
-        (f"swarm.default_addr_pool[{i}]", pool) for i, pool in enumerate(spec.swarm.default_addr_pool)
+    mask = spec.swarm.default_addr_pool_mask_length
+    ranges: list[tuple[str, str, tuple[int, int]]] = [
+        (f"swarm.default_addr_pool[{i}]", pool, (POOL_MIN_PREFIX, 29))
+        for i, pool in enumerate(spec.swarm.default_addr_pool)
     ]
-    overlays = [
-        (f"swarm.overlays[{i}].subnet", o.subnet)
-        for i, o in enumerate(spec.swarm.overlays)
-        if o.subnet is not None
+    ranges += [
+        (f"swarm.overlays[{i}].subnet", o.subnet, OVERLAY_PREFIX_RANGE)
+        for i, o in enumerate(spec.swarm.overlays) if o.subnet is not None
     ]
-    for path, value in pools + overlays:
-        net = _net(path, value, p)
+    for path, value, prefixes in ranges:
+        net = _net(path, value, p, prefixes)
         if net is None:
             continue
+        if path.startswith("swarm.default_addr_pool") and mask < net.prefixlen:
+            p.append(f"{path}: {net} is smaller than swarm.default_addr_pool_mask_length /{mask}; "
+                     f"set the mask length to {net.prefixlen} or more, or widen the pool")
         for other_path, other in taken:
             if net.overlaps(other):
                 p.append(f"{path}: {net} overlaps {other_path} {other}; pick a disjoint range")
         taken.append((path, net))
 
+
+def _overlay_problems(spec: LabSpec, p: list[str]) -> None:
     seen_overlays: set[str] = set()
     for i, o in enumerate(spec.swarm.overlays):
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", o.name):
-            p.append(f"swarm.overlays[{i}].name: {o.name!r} is not a valid network name")
+        if not NETWORK_NAME_RE.fullmatch(o.name):
+            p.append(f"swarm.overlays[{i}].name: {show(o.name)} is not a valid network name "
+                     "(letters, digits, '_', '.', '-'; max 64)")
         if o.name in ("ingress", "docker_gwbridge", "bridge", "host", "none"):
-            p.append(f"swarm.overlays[{i}].name: {o.name!r} is reserved by Docker")
+            p.append(f"swarm.overlays[{i}].name: {show(o.name)} is reserved by Docker")
         if o.name in seen_overlays:
-            p.append(f"swarm.overlays[{i}].name: {o.name!r} is listed twice")
+            p.append(f"swarm.overlays[{i}].name: {show(o.name)} is listed twice")
         seen_overlays.add(o.name)
+        _label_problems(f"swarm.overlays[{i}].labels", o.labels, p)
 
-    for section, users in (("docker.users", spec.docker.users), ("rootless.users", spec.rootless.users)):
-        for i, user in enumerate(users):
-            if not USERNAME_RE.match(user) or user == "root":
-                p.append(f"{section}[{i}]: {user!r} is not a valid non-root user name")
-    return p
 
+# --- entry points -------------------------------------------------------------------------
 
 def parse_spec(text: str, source: str = "<spec>") -> LabSpec:
     """Parse and validate YAML text; raise SpecError listing every problem."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        raise SpecError(source, [f"YAML syntax error at {where}: {e.problem or e}"]) from None
-    except yaml.YAMLError as e:
-        raise SpecError(source, [f"YAML error: {e}"]) from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise SpecError(source, [f"the spec is larger than {MAX_SPEC_BYTES // 1024} KiB; "
+                                 "a lab spec is a few KiB"])
+    if "\x00" in text:
+        raise SpecError(source, ["the spec contains NUL bytes: a binary file, not YAML text"])
+    data = _load_yaml(text, source)
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): the spec must be a YAML mapping with name and nodes"])
+    problems = _control_characters(data)
     try:
         spec = LabSpec.model_validate(data)
     except ValidationError as e:
-        problems = []
         for err in e.errors():
             value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, (dict, list)) else f" (got {show(value)})"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; remove it or check its spelling"
             problems.append(f"{_loc(err['loc'])}: {msg}{shown}")
         raise SpecError(source, problems) from None
-    problems = _check(spec)
+    problems += _check(spec)
     if problems:
         raise SpecError(source, problems)
     return spec
 
 
+def read_spec_text(path: Path) -> str:
+    """The spec file's text: a regular file, at most MAX_SPEC_BYTES, UTF-8 (SpecError otherwise)."""
+    source = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block here
+    except OSError as e:
+        raise SpecError(source, [f"cannot read the spec: {e.strerror}"]) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise SpecError(source, [f"cannot read the spec: {kind} (give the path of a "
+                                     "YAML file)"])
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(source, [f"the spec is {info.st_size} bytes, larger than "
+                                     f"{MAX_SPEC_BYTES // 1024} KiB; a lab spec is a few KiB"])
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError(source, [f"cannot read the spec: {e.strerror}"]) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(source, [f"the spec is larger than {MAX_SPEC_BYTES // 1024} KiB"])
+    if b"\x00" in raw:
+        raise SpecError(source, ["the spec contains NUL bytes: a binary file, not YAML text"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(source, [f"the spec is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                                 f"offset {e.start}); save it as UTF-8"]) from None
+
+
 def load_spec(path: str | Path) -> LabSpec:
     """Read and validate a lab spec file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpecError(str(path), [f"cannot read the spec: {e.strerror}"]) from None
-    return parse_spec(text, str(path))
+    return parse_spec(read_spec_text(path), str(path))

@@ -100,7 +100,28 @@ def proxy_config(url: str) -> str:
     return f'Acquire::http::Proxy "{url}";\n'
 
 
-def remove_cache() -> None:
-    """Remove the cache container and its volume (what `swarmlab cache --clear` does)."""
+def cache_users(exclude: tuple[str, ...] = ()) -> list[str]:
+    """Labs (other than `exclude`) with node containers on this engine, running or stopped:
+    their nodes' apt is pointed at the cache."""
+    labs = set()
+    for info in docker_cli.inspect(*docker_cli.ids("container", "swarmlab.lab")):
+        lab = ((info.get("Config") or {}).get("Labels") or {}).get("swarmlab.lab")
+        if lab and lab not in exclude:
+            labs.add(lab)
+    return sorted(labs)
+
+
+def remove_cache(force: bool = False, exclude: tuple[str, ...] = ()) -> None:
+    """Remove the cache container and its volume (`swarmlab cache-clear`).
+
+    Refused (CacheError) while another lab has nodes, unless `force`: their apt goes
+    through the cache and would fail until the next `swarmlab up`.
+    """
+    users = cache_users(exclude)
+    if users and not force:
+        raise CacheError(
+            f"the package cache serves lab(s) {', '.join(users)}: their nodes' apt would fail "
+            "without it. Run `swarmlab down` for them first, or pass --force"
+        )
     docker("rm", "-f", CACHE_CONTAINER, check=False)
     docker("volume", "rm", "-f", CACHE_VOLUME, check=False)

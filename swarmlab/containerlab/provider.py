@@ -14,13 +14,15 @@ from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
 from swarmlab.distros import PLATFORM
 from swarmlab.spec import LabSpec, NodeSpec
-from swarmlab.state import lab_state_dir
+from swarmlab.state import lab_state_dir, state_root
 
 LAB_LABEL = "swarmlab.lab"
 NODE_LABEL = "swarmlab.node"
 
-# What a systemd node with a nested dockerd needs on this kind of host (no --privileged);
-# shared with the Vagrantfile's docker provider.
+# What a systemd node with a nested dockerd needs: not the --privileged flag, but as much as
+# it: every capability but SYS_RESOURCE, no seccomp or AppArmor confinement, access to every
+# device, the host's cgroup tree. Root in a node is root on the Docker host (see README,
+# "The container lab"). Shared with the Vagrantfile's docker provider.
 NODE_RUN_FLAGS = tuple(PLATFORM["node_run_flags"])
 
 
@@ -59,7 +61,12 @@ def ssh_keypair(spec: LabSpec) -> Path:
 
 
 def ensure_network(spec: LabSpec) -> bool:
-    """Create the lab's bridge network on the spec subnet. True if created."""
+    """Create the lab's bridge network on the spec subnet. True if created.
+
+    Only networks and containers swarmlab labelled as its own are ever removed here: a
+    same-named network of another owner, or one with containers attached that are not this
+    lab's nodes, stops `up` with an error that says what is in the way.
+    """
     names = LabNames(spec.name)
     existing = docker_cli.inspect(*docker("network", "ls", "-q").split())
     for net in existing:
@@ -69,11 +76,20 @@ def ensure_network(spec: LabSpec) -> bool:
         if net["Name"] == names.network:
             if spec.network.subnet in subnets and labels.get(LAB_LABEL) == spec.name:
                 return False
+            if labels.get(LAB_LABEL) != spec.name:
+                raise ProviderError(
+                    f"docker network {net['Name']} exists but swarmlab did not create it for lab "
+                    f"{spec.name} (no {LAB_LABEL}={spec.name} label); remove it yourself "
+                    "(docker network rm) or rename the lab"
+                )
+            _refuse_foreign_containers(spec, net)
             _remove_stale_network(net, f"its subnet {sorted(subnets)} differs from the spec")
         elif spec.network.subnet in subnets:
+            other = labels.get(LAB_LABEL)
             users = [c.get("Name") for c in (net.get("Containers") or {}).values()]
-            if LAB_LABEL in labels and set(users) <= {CACHE_CONTAINER}:
-                _remove_stale_network(net, "an earlier swarmlab lab left it unused")
+            if other and set(users) <= {CACHE_CONTAINER} and \
+                    not docker_cli.ids("container", f"{LAB_LABEL}={other}"):
+                _remove_stale_network(net, f"lab {other} left it with no containers")
             else:
                 raise ProviderError(
                     f"network.subnet {spec.network.subnet} is already used by docker network "
@@ -88,7 +104,24 @@ def ensure_network(spec: LabSpec) -> bool:
     return True
 
 
+def _refuse_foreign_containers(spec: LabSpec, net: dict) -> None:
+    """ProviderError when containers that are not this lab's nodes use the network."""
+    ids = [cid for cid, info in (net.get("Containers") or {}).items()
+           if info.get("Name") != CACHE_CONTAINER]
+    foreign = [
+        info["Name"].lstrip("/") for info in docker_cli.inspect(*ids)
+        if ((info.get("Config") or {}).get("Labels") or {}).get(LAB_LABEL) != spec.name
+    ]
+    if foreign:
+        raise ProviderError(
+            f"docker network {net['Name']} has to be re-created for the spec's subnet, but "
+            f"containers swarmlab does not own use it: {', '.join(sorted(foreign))}. "
+            "Disconnect or remove them yourself, then run up again"
+        )
+
+
 def _remove_stale_network(net: dict, why: str) -> None:
+    """Remove a network of this lab and its nodes (checked by the caller: nothing else)."""
     docker("network", "disconnect", "-f", net["Name"], CACHE_CONTAINER, check=False)
     for cid, info in (net.get("Containers") or {}).items():
         if info.get("Name") != CACHE_CONTAINER:
@@ -112,6 +145,13 @@ def start_node(spec: LabSpec, node: NodeSpec, image: NodeImage) -> bool:
         if not info["State"]["Running"] and same and ip_ok:
             docker("start", name)
             return True
+        owner = (info["Config"].get("Labels") or {}).get(LAB_LABEL)
+        if owner != spec.name:
+            raise ProviderError(
+                f"container {name} exists but is not a node of lab {spec.name} (label "
+                f"{LAB_LABEL}={owner}); swarmlab does not remove containers it does not own: "
+                "remove or rename it yourself"
+            )
         docker("rm", "-f", name)
     args = [
         "run", "-d", "--name", name, "--hostname", node.name,
@@ -187,7 +227,20 @@ def remove_lab(lab: str) -> dict[str, int]:
 
 
 def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
-    key = lab_state_dir(spec.name) / "id_ed25519"
+    """ssh to a running node as the lab user; ProviderError when the lab or node is not up."""
+    key = state_root() / spec.name / "id_ed25519"
+    if not key.exists():
+        raise ProviderError(f"lab {spec.name} is not up (no SSH key in {key.parent}): "
+                            "run `swarmlab up` first")
+    ensure_engine()
+    name = LabNames(spec.name).container(node.name)
+    found = docker_cli.inspect(*docker_cli.ids("container", f"{NODE_LABEL}={node.name}"))
+    running = [c for c in found if c.get("Name", "").lstrip("/") == name
+               and ((c.get("Config") or {}).get("Labels") or {}).get(LAB_LABEL) == spec.name
+               and c["State"]["Running"]]
+    if not running:
+        raise ProviderError(f"node {node.name} of lab {spec.name} is not running "
+                            "(`swarmlab status` shows the nodes; `swarmlab up` starts them)")
     return [
         "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no",
         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, deploy, operation
+from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
@@ -13,6 +13,7 @@ from swarmlab.deploy.context import lab_spec, template
 from swarmlab.deploy.facts import NftTable
 from swarmlab.deploy.ops import changed, ufw_enabled, ufw_rules
 from swarmlab.deploy.packages import checked_distro, install_packages
+from swarmlab.deploy.shell import argv
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.spec import LabSpec
 
@@ -85,7 +86,7 @@ def nft_table_loaded(path: str, expected: list[str], file_op: OperationMeta):
     table = host.get_fact(NftTable)
     missing = [line for line in expected if line not in table]
     if changed(file_op) or missing or not table:
-        yield StringCommand("nft", "-f", QuoteString(path))
+        yield argv("nft", "-f", path)
     else:
         host.noop("the swarm table is loaded as templated")
 

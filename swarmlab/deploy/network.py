@@ -7,7 +7,7 @@ import shlex
 import socket
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
@@ -15,6 +15,7 @@ from pyinfra.operations import files, systemd
 from swarmlab.deploy.context import lab_node, lab_spec, template
 from swarmlab.deploy.ops import changed, fail
 from swarmlab.deploy.packages import checked_distro, install_packages
+from swarmlab.deploy.shell import argv, line, q
 from swarmlab.distros import NETWORK_PACKAGES
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
@@ -160,8 +161,8 @@ class LabLink(FactBase):
 
     def process(self, output):
         out: dict[str, list[str]] = {}
-        for line in output:
-            key, sep, value = line.partition("=")
+        for text in output:
+            key, sep, value = text.partition("=")
             if sep:
                 out.setdefault(key.strip(), []).append(value.strip())
         return out
@@ -205,12 +206,11 @@ def lab_address_applied(iface: str, backend: str, cidr: str, gateway: str, file_
         return
     if problems and state.is_executing:
         logger.info(f"{host.print_prefix}re-applying the lab address: {'; '.join(problems)}")
-    i = shlex.quote(iface)
     if backend == "netplan":
         yield "netplan generate"
         # netplan apply needs udev, which containers lack: there networkd reloads instead
-        yield (f"if systemd-detect-virt --container --quiet; then networkctl reload && "
-               f"networkctl reconfigure {i}; else netplan apply; fi")
+        yield line("if systemd-detect-virt --container --quiet; then networkctl reload && "
+                   "networkctl reconfigure ", q(iface), "; else netplan apply; fi", sep="")
     else:
         yield "nmcli connection reload"
-        yield StringCommand("nmcli", "connection", "up", QuoteString(NM_CONNECTION.format(iface=iface)))
+        yield argv("nmcli", "connection", "up", NM_CONNECTION.format(iface=iface))

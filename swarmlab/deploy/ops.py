@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.operation import OperationMeta
 
 from swarmlab.deploy.facts import UfwAddedRules, UfwStatus, UnitActiveState
+from swarmlab.deploy.shell import argv
 
 
 @operation(is_idempotent=False)
@@ -20,8 +21,8 @@ def fail(message: str):
     yield FunctionCommand(_fail, (), {})
 
 
-def _ufw(*words: str) -> StringCommand:
-    return StringCommand("ufw", *(QuoteString(w) for w in words))
+def _ufw(*words: str) -> str:
+    return argv("ufw", *words)
 
 
 def ufw_rule_ports(rule: str) -> set[str]:
@@ -80,7 +81,7 @@ def pacman_sync_install(packages: list[str]):
     installed = host.get_fact(PacmanPackages)
     missing = [p for p in packages if p not in installed]
     if missing:
-        yield f"pacman -Syu --noconfirm --needed {' '.join(missing)}"
+        yield argv("pacman", "-Syu", "--noconfirm", "--needed", *missing)
 
 
 @operation()
@@ -89,7 +90,7 @@ def units_not_failed(units: list[str]):
     plain start), so the next operation can start them."""
     failed = [u for u, s in host.get_fact(UnitActiveState, units=units).items() if s.strip() == "failed"]
     if failed:
-        yield StringCommand("systemctl", "reset-failed", *(QuoteString(u) for u in failed))
+        yield argv("systemctl", "reset-failed", *failed)
     else:
         host.noop(f"{', '.join(units)}: none failed")
 

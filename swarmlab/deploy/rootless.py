@@ -26,6 +26,8 @@ from pyinfra.operations import files, server
 from swarmlab.deploy.context import lab_node, lab_spec, template
 from swarmlab.deploy.ops import fail
 from swarmlab.deploy.packages import checked_distro, install_packages
+from swarmlab.deploy.shell import argv, q
+from swarmlab.deploy.shell import line as shell_line
 from swarmlab.distros import (
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
@@ -149,7 +151,7 @@ def as_user(user: str, command: str, path: str | None = None) -> str:
     env = (f"XDG_RUNTIME_DIR=/run/user/$(id -u {u}) "
            f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$(id -u {u})/bus")
     if path:
-        env += f" PATH={path}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env += " PATH=" + shlex.quote(f"{path}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     return f"cd / && sudo -H -u {u} env {env} sh -c {shlex.quote(command)}"
 
 
@@ -253,7 +255,7 @@ def subid_range(user: str, path: str):
     owners = {user} | ({str(uid)} if uid is not None else set())
     start = allocate_subids(entries, owners)
     if start is not None:
-        yield f"echo {shlex.quote(f'{user}:{start}:{SUBID_COUNT}')} >> {path}"
+        yield shell_line("echo", q(f"{user}:{start}:{SUBID_COUNT}"), ">>", q(path))
 
 
 @operation()
@@ -263,7 +265,7 @@ def not_in_docker_group(user: str):
         if state.is_executing:
             logger.warning(f"{host.print_prefix}{user} is a rootless user and not in docker.users: "
                            "removing it from the docker group")
-        yield f"gpasswd -d {shlex.quote(user)} docker"
+        yield argv("gpasswd", "-d", user, "docker")
 
 
 @operation()
@@ -271,7 +273,7 @@ def linger(user: str, enabled: bool = True):
     """`loginctl enable-linger` (or disable) unless the user already is (not) lingering."""
     info = host.get_fact(RootlessUser, user=user)
     if bool(info.get("linger")) != enabled:
-        yield f"loginctl {'enable' if enabled else 'disable'}-linger {shlex.quote(user)}"
+        yield argv("loginctl", "enable-linger" if enabled else "disable-linger", user)
 
 
 @operation()
@@ -331,8 +333,9 @@ def rootless_uninstall(user: str, path: str | None):
         yield user_manager(user)
         if path and host.get_fact(PathTest, path=f"{path}/{SETUPTOOL}", flag="-x"):
             yield as_user(user, f"{SETUPTOOL} uninstall --force --skip-iptables", path=path)
-        yield as_user(user, f"systemctl --user disable --now {UNIT} 2>/dev/null; "
-                            f"rm -f {home}/.config/systemd/user/{UNIT}; systemctl --user daemon-reload")
+        yield as_user(user, shell_line(f"systemctl --user disable --now {UNIT} 2>/dev/null; rm -f",
+                                 q(f"{home}/.config/systemd/user/{UNIT}"),
+                                 "; systemctl --user daemon-reload"))
         if state.is_executing:
             logger.info(f"{host.print_prefix}{user}: rootless Docker removed; its data stays in "
                         f"{home}/.local/share/docker (remove: rootlesskit rm -rf it, as {user})")
@@ -425,11 +428,12 @@ def _apparmor(distro: str, rootlesskit: str, facts: dict) -> None:
             profile_name=own.rsplit("/", 1)[-1],
         )
         server.shell(name="load the rootlesskit AppArmor profile",
-                     commands=[f"apparmor_parser -r {own}"], _if=profile.did_change)
+                     commands=[argv("apparmor_parser", "-r", own)], _if=profile.did_change)
     elif own in facts.get("apparmor_covering", []):
         # another profile (the apparmor package's) now covers the path: two would conflict
         server.shell(name="drop swarmlab's rootlesskit AppArmor profile",
-                     commands=[f"apparmor_parser -R {own} || true", f"rm -f {own}"])
+                     commands=[shell_line(argv("apparmor_parser", "-R", own), "|| true"),
+                               argv("rm", "-f", own)])
 
 
 def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:

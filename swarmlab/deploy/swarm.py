@@ -7,17 +7,18 @@ decides at execution time, from live facts, whether this host has anything to do
 
 from __future__ import annotations
 
-import shlex
+import re
 from weakref import WeakKeyDictionary
 
 from gevent.lock import Semaphore
 from pyinfra import host, logger, state
-from pyinfra.api import HiddenValue, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import HiddenValue, StringCommand, deploy, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.context import ctx_state
-from pyinfra.facts.server import Command
 
 from swarmlab.deploy.context import lab_node, lab_spec
 from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.deploy.shell import argv, line, q
 from swarmlab.spec import LabSpec, OverlaySpec
 
 SWARM_PORT = 2377
@@ -26,27 +27,28 @@ DEFAULT_DATA_PATH_PORT = 4789
 
 
 def init_command(spec: LabSpec, ip: str) -> str:
-    cmd = f"docker swarm init --advertise-addr {ip} --listen-addr {ip}:{SWARM_PORT}"
+    words: list[object] = ["docker", "swarm", "init", "--advertise-addr", ip,
+                           "--listen-addr", f"{ip}:{SWARM_PORT}"]
     if spec.swarm.data_path_port != DEFAULT_DATA_PATH_PORT:
-        cmd += f" --data-path-port {spec.swarm.data_path_port}"
+        words += ["--data-path-port", spec.swarm.data_path_port]
     for pool in spec.swarm.default_addr_pool:
-        cmd += f" --default-addr-pool {pool}"
+        words += ["--default-addr-pool", pool]
     if spec.swarm.default_addr_pool:
-        cmd += f" --default-addr-pool-mask-length {spec.swarm.default_addr_pool_mask_length}"
-    return cmd
+        words += ["--default-addr-pool-mask-length", spec.swarm.default_addr_pool_mask_length]
+    return argv(*words)
 
 
 def overlay_command(net: OverlaySpec) -> str:
-    cmd = "docker network create --driver overlay"
+    words: list[object] = ["docker", "network", "create", "--driver", "overlay"]
     if net.subnet:
-        cmd += f" --subnet {net.subnet}"
+        words += ["--subnet", net.subnet]
     if net.encrypted:
-        cmd += " --opt encrypted"
+        words += ["--opt", "encrypted"]
     if net.attachable:
-        cmd += " --attachable"
+        words.append("--attachable")
     for key, value in sorted(net.labels.items()):
-        cmd += f" --label {key}={value}"
-    return f"{cmd} {net.name}"
+        words += ["--label", f"{key}={value}"]
+    return argv(*words, net.name)
 
 
 def in_swarm_of(info: dict, manager_ip: str) -> bool:
@@ -84,18 +86,18 @@ def reconcile_commands(spec: LabSpec, nodes: list[dict]) -> list[str]:
             f"({n['ID'][:12]}, {n['Status']['State']}): {why}"
         )
         if n["Spec"]["Role"] == "manager":
-            cmds.append(f"docker node demote {n['ID']}")
-        cmds.append(f"docker node rm --force {n['ID']}")
+            cmds.append(argv("docker", "node", "demote", n["ID"]))
+        cmds.append(argv("docker", "node", "rm", "--force", n["ID"]))
     for name, n in sorted(current.items()):
         if n["Status"]["State"] != "ready":
             continue
         node = wanted[name]
         if n["Spec"]["Role"] != node.role:
             verb = "promote" if node.role == "manager" else "demote"
-            cmds.append(f"docker node {verb} {n['ID']}")
+            cmds.append(argv("docker", "node", verb, n["ID"]))
         args = label_update_args(node.labels, n["Spec"].get("Labels") or {})
         if args:
-            cmds.append(shlex.join(["docker", "node", "update", *args, n["ID"]]))
+            cmds.append(argv("docker", "node", "update", *args, n["ID"]))
     return cmds
 
 
@@ -153,40 +155,59 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
         )
         yield "docker swarm leave --force"
     if not state.is_executing:
-        yield f"docker swarm join --token <read from {manager_name} at run time> {manager_ip}"
+        # shown by the prepare phase only (never run): the token is read at execution time
+        yield line("docker swarm join --token <read from", q(manager_name), "at run time>",
+                   q(manager_ip))
         return
     token = join_token(manager_name, role)
     yield StringCommand(
-        "docker", "swarm", "join", "--token", HiddenValue(token),
-        "--advertise-addr", ip, "--listen-addr", f"{ip}:{SWARM_PORT}",
-        f"{manager_ip}:{SWARM_PORT}",
+        "docker", "swarm", "join", "--token", HiddenValue(token),  # format checked: no quoting
+        "--advertise-addr", q(ip), "--listen-addr", q(f"{ip}:{SWARM_PORT}"),
+        q(f"{manager_ip}:{SWARM_PORT}"),
     )
 
 
 _TOKEN_LOCK = Semaphore()
 # per pyinfra State (weak: a finished run's tokens go with it), then (manager, role)
 _TOKENS: WeakKeyDictionary = WeakKeyDictionary()
+TOKEN_RE = re.compile(r"SWMTKN-[0-9]+-[A-Za-z0-9-]{1,200}")
 
 
 def join_token(manager_name: str, role: str) -> str:
     """The join token for `role`, read once per run from the first manager.
 
-    Joining hosts run in parallel greenlets; they share one read (under a lock) instead of
-    each running a command on the manager's connection at the same time.
+    Read with a plain command whose output pyinfra never prints (a `Command` fact's output
+    is printed at -vvv and on errors). Joining hosts run in parallel greenlets; they share
+    one read (under a lock) instead of each running a command on the manager at once.
     """
     key = (manager_name, role)
     with _TOKEN_LOCK:
         tokens = _TOKENS.setdefault(ctx_state.get(), {})
         if key not in tokens:
             manager = state.inventory.get_host(manager_name)
-            token = manager.get_fact(Command, command=f"docker swarm join-token -q {role}", _sudo=True)
-            if not token or not token.strip():
+            token = read_quietly(manager, StringCommand(argv("docker", "swarm", "join-token",
+                                                             "-q", role)))
+            if not TOKEN_RE.fullmatch(token):
                 raise RuntimeError(
-                    f"could not read the swarm {role} join token from {manager_name}: "
-                    "is the first manager's swarm active?"
+                    f"could not read the swarm {role} join token from {manager_name} (empty or "
+                    "not a SWMTKN token): is the first manager's swarm active?"
                 )
-            tokens[key] = token.strip()
+            tokens[key] = token
         return tokens[key]
+
+
+def read_quietly(target, command: StringCommand) -> str:
+    """stdout of `command` on `target` (with sudo), never echoed by pyinfra at any verbosity.
+
+    Nothing of the output goes to a log or an exception: on failure the result is "".
+    """
+    if not target.connected:
+        target.connect(reason="to read the swarm join token", raise_exceptions=True)
+    arguments, _ = pop_global_arguments(state, target, {"_sudo": True})
+    connector_args = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    ok, output = target.run_shell_command(command, print_output=False, print_input=False,
+                                          **connector_args)
+    return "\n".join(output.stdout_lines).strip() if ok else ""
 
 
 @operation()
@@ -230,7 +251,7 @@ def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | N
             return
         logger.warning(f"{host.print_prefix}overlay {net_name} differs from the spec "
                        f"({'; '.join(drift)}): re-creating it (docker network rm, then create)")
-        yield StringCommand("docker", "network", "rm", QuoteString(net_name))
+        yield argv("docker", "network", "rm", net_name)
     yield command
 
 

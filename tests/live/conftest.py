@@ -79,3 +79,36 @@ def lab_fixture(name: str):
         assert not docker_cli.ids("container", f"swarmlab.lab={lab.spec.name}")
 
     return _lab
+
+
+def rejoin_at_vvv_prints_no_token(lab: Lab, state_dir: Path) -> str:
+    """A worker leaves the swarm; `pyinfra ... deploys/swarm.py -vvv --limit WORKER` makes it
+    join again, reading the token from the first manager. Neither join token may appear in
+    pyinfra's output (fact output is printed at -vvv) or in the lab's logs. Returns the output.
+    """
+    from swarmlab.state import PROJECT_ROOT
+
+    worker = lab.spec.workers[0].name
+    manager = lab.spec.first_manager.name
+    lab.exec(worker, "docker", "swarm", "leave", "--force")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "-vvv", "--limit", worker,
+         "inventories/lab.py", "deploys/swarm.py"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+        env=dict(os.environ, SWARMLAB_SPEC=str(lab.path)),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    node_state = lab.exec(worker, "docker", "info", "-f", "{{.Swarm.LocalNodeState}}").strip()
+    assert node_state == "active", out[-5000:]
+    # the check can fail: at -vvv pyinfra does print fact output (the worker's swarm state)
+    assert '"LocalNodeState"' in out, "no fact output at -vvv: the check proves nothing"
+    assert "swarm join --token *MASKED*" in out
+    tokens = [lab.exec(manager, "docker", "swarm", "join-token", "-q", role).strip()
+              for role in ("worker", "manager")]
+    assert all(t.startswith("SWMTKN-") for t in tokens), tokens
+    for token in tokens:
+        assert token not in out, "a join token is printed at -vvv"
+        for log in state_dir.glob("*.log"):
+            assert token not in log.read_text(errors="replace"), f"a join token is in {log}"
+    return out

@@ -16,7 +16,7 @@ from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
 from swarmlab.state import PROJECT_ROOT, state_root
 
-from .conftest import lab_fixture, swarmlab
+from .conftest import lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
 
 STATE = state_root()
 
@@ -137,6 +137,11 @@ def test_join_tokens_never_logged(lab):
         text = log.read_text(errors="replace")
         for token in tokens:
             assert token not in text, f"a join token appears in {log}"
+
+
+def test_join_token_not_printed_at_vvv(lab):
+    """pyinfra -vvv prints fact output: the token is read so that it never is."""
+    rejoin_at_vvv_prints_no_token(lab, STATE / lab.spec.name)
 
 
 def test_down_node_removed_from_spec_is_removed_from_swarm(lab, tmp_path):

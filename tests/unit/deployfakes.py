@@ -13,6 +13,9 @@ How it works (pyinfra 3.10 API mode, no connector is ever used):
   `command=`, ...; list arguments as tuples), or `FactFn(fn)` to compute the value from the
   arguments (see `present_lines`). Unrecorded facts return the fact's `default()`,
   i.e. a fresh host (no file, no package, no service); `run.queried` lists what was asked;
+* `host.run_shell_command` (a command run outside facts and operations, like the swarm join
+  token read) is answered from the same `(Command, "command text")` entries; `run.shell`
+  records each call with its print_output/print_input flags;
 * `server.LinuxDistribution` comes from a recorded /etc/os-release per distro, parsed by
   pyinfra's own fact code;
 * the deploy is added with `add_deploy` (prepare phase), then "executed" in pyinfra's operation
@@ -40,10 +43,10 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.facts import ShortFactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
-from pyinfra.connectors.util import CommandOutput
+from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
-from pyinfra.facts.server import LinuxDistribution
+from pyinfra.facts.server import Command, LinuxDistribution
 
 from swarmlab.inventory import host_data
 from swarmlab.spec import load_spec
@@ -248,6 +251,8 @@ class DeployRun:
     failed: bool
     logs: list[tuple[int, str]]  # (level, message without colours), DEBUG included
     queried: list[tuple[str, tuple]] = field(default_factory=list)  # facts asked for
+    # commands run outside facts and operations: (host, command, print_output, print_input)
+    shell: list[tuple[str, str, bool | None, bool | None]] = field(default_factory=list)
 
     def op(self, name: str) -> OpResult:
         """The one operation whose short name is `name` (else whose full name ends with it)."""
@@ -298,7 +303,9 @@ def _fact_arg_key(args: tuple, kwargs: dict) -> tuple:
     return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
-def _install_facts(host: Host, facts: dict, queried: list) -> None:
+def _install_facts(host: Host, facts: dict, queried: list, shell_log: list | None = None) -> None:
+    shell_log = shell_log if shell_log is not None else []
+
     def get_fact(cls, *args, **kwargs):
         key = _fact_arg_key(args, kwargs)
         queried.append((cls.__name__, key))
@@ -317,7 +324,18 @@ def _install_facts(host: Host, facts: dict, queried: list) -> None:
             return cls().process_data(get_fact(cls.fact, *args, **kwargs))
         return cls().default()
 
+    def run_shell_command(command, *args, **kwargs):
+        """A command run directly (not as a fact): answered from `(Command, text)` entries."""
+        text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+        shell_log.append((host.name, text, kwargs.get("print_output"), kwargs.get("print_input")))
+        value = facts.get((Command, text))
+        if value is None:
+            return False, CommandOutput([])
+        return True, CommandOutput([OutputLine("stdout", out) for out in value.splitlines()])
+
     host.get_fact = get_fact  # type: ignore[method-assign]
+    host.run_shell_command = run_shell_command  # type: ignore[method-assign]
+    host.connected = True
 
 
 class _Capture(logging.Handler):
@@ -386,15 +404,16 @@ def run_deploy(
     overrides = {node_name: host_data_overrides or {}}
     state = make_state(spec_path, overrides)
     queried: list[tuple[str, tuple]] = []
+    shell: list[tuple[str, str, bool | None, bool | None]] = []
 
     for host in state.inventory:
         host_facts = dict((peers or {}).get(host.name, {}))
         if host.name == node_name:
             host_facts = {LinuxDistribution: linux_distribution(distro_key or node.distro)}
             host_facts.update(facts or {})
-            _install_facts(host, host_facts, queried)
+            _install_facts(host, host_facts, queried, shell)
         else:
-            _install_facts(host, host_facts, [])
+            _install_facts(host, host_facts, [], shell)
 
     host = state.inventory.get_host(node_name)
     capture = _Capture()
@@ -409,7 +428,7 @@ def run_deploy(
     finally:
         pyinfra_logger.removeHandler(capture)
         pyinfra_logger.setLevel(old_level)
-    return DeployRun(ops=ops, failed=failed, logs=capture.records, queried=queried)
+    return DeployRun(ops=ops, failed=failed, logs=capture.records, queried=queried, shell=shell)
 
 
 def _collect(state: State, host: Host, execute: bool) -> tuple[list[OpResult], bool]:
