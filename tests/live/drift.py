@@ -182,7 +182,7 @@ def failure_id(spec: LabSpec, drift: Drift) -> str:
             return f"{drift.check}[{node_name(spec, drift.node)}]"
         return drift.check
     name = node_name(spec, drift.node)
-    return f"{drift.check}[{name}-{drift.param}]" if drift.param else f"{drift.check}[{name}]"
+    return f"{drift.check}[{drift.param}-{name}]" if drift.param else f"{drift.check}[{name}]"
 
 
 def markdown_table() -> str:
@@ -202,3 +202,56 @@ def record(path: Path, lab: str, rounds: list[dict]) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data[lab] = {"rounds": rounds, "when": time.strftime("%Y-%m-%d %H:%M")}
     path.write_text(json.dumps(data, indent=2))
+
+
+def run_round(lab, drifts: list[Drift]) -> dict:
+    """Break, verify (must fail naming each check), repair (deploy re-run, or the test puts
+    back what the deploy does not own), verify again (must pass). Returns timings."""
+    spec = lab.spec
+    checks = " or ".join(sorted({d.check for d in drifts}))
+    timings: dict = {"checks": sorted({d.check for d in drifts})}
+    restored = False
+    try:
+        for d in drifts:
+            lab.exec(node_name(spec, d.node), "sh", "-c", expand(spec, d.shell))
+        start = time.monotonic()
+        caught = lab.run("verify", "--check", checks)
+        timings["verify_broken_s"] = round(time.monotonic() - start, 1)
+        assert caught.rc == 1, f"verify passed on a broken lab:\n{caught.out}\n{caught.err}"
+        for d in drifts:
+            fid = failure_id(spec, d)
+            assert f"  failed: {fid}" in caught.err, (
+                f"{d.how} on {node_name(spec, d.node)}: verify did not name {fid}:\n{caught.err}")
+        for d in drifts:
+            if not d.owned:
+                lab.exec(node_name(spec, d.node), "sh", "-c", expand(spec, d.restore))
+        restored = True
+        start = time.monotonic()
+        deploy = lab.run("deploy", "--no-verify")
+        timings["repair_deploy_s"] = round(time.monotonic() - start, 1)
+        timings["repair_changed"] = deploy.summary["changed"] if deploy.rc == 0 else None
+        assert deploy.rc == 0, deploy.out + deploy.err
+        if any(d.owned for d in drifts):
+            assert deploy.summary["changed"] >= 1, "the deploy re-run repaired nothing"
+        start = time.monotonic()
+        healed = _verify_until_green(lab, checks)
+        timings["verify_repaired_s"] = round(time.monotonic() - start, 1)
+        assert healed.rc == 0, f"not repaired:\n{healed.out}\n{healed.err}"
+    finally:
+        if not restored:  # a failed assertion above: leave the lab usable for the next round
+            for d in drifts:
+                if not d.owned:
+                    lab.exec(node_name(spec, d.node), "sh", "-c", expand(spec, d.restore), check=False)
+            lab.run("deploy", "--no-verify")
+    return timings
+
+
+def _verify_until_green(lab, checks: str, tries: int = 3):
+    """Swarm state converges asynchronously after a repair (a rejoined node turns Ready, a
+    re-created overlay spreads): give it a few verify runs, each a full check."""
+    for attempt in range(tries):
+        run = lab.run("verify", "--check", checks)
+        if run.rc == 0 or attempt == tries - 1:
+            return run
+        time.sleep(5)
+    return run
