@@ -24,7 +24,7 @@ def test_node_image_recipe(distro):
     image = NodeImage(distro)
     assert image.tag.startswith(f"swarmlab/node:{distro}-")
     if image.debootstrapped:
-        assert image.suite in ("bookworm", "trixie")
+        assert image.suite in ("bookworm", "trixie", "forky")
     else:
         assert image.dockerfile.startswith(f"FROM {image.base}\n")
         assert 'CMD ["/sbin/init"]' in image.dockerfile
