@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this machine able to run the container lab: a Docker engine, debootstrap, an SSH client
-# (and vagrant for the Vagrantfile checks). Installs what is missing when root; otherwise says
+# (and vagrant for the Vagrantfile checks, sudo for the nightly-cell tests' non-root CI user). Installs what is missing when root; otherwise says
 # exactly what to install. Starts dockerd when no engine answers (with or without systemd).
 set -euo pipefail
 
@@ -9,6 +9,7 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v iptables >/dev/null || need+=(iptables)
+command -v sudo >/dev/null || need+=(sudo)
 if [ "${SWARMLAB_WITH_VAGRANT:-1}" = 1 ]; then command -v vagrant >/dev/null || need+=(vagrant); fi
 
 if [ ${#need[@]} -gt 0 ]; then

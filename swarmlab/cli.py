@@ -13,6 +13,7 @@ from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
+from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
 from swarmlab.spec import LabSpec, SpecError, load_spec
 from swarmlab.state import PROJECT_ROOT
 
@@ -139,12 +140,12 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
 @click.option("--distro", required=True, help="Node distro, e.g. ubuntu-24.04.")
 @click.option("--source", type=click.Choice(["official", "distro"]), required=True)
 @click.option("--junit", type=click.Path(path_type=Path), default=Path("reports/junit.xml"))
-def nightly(distro: str, source: str, junit: Path) -> None:
-    """CI matrix cell: a three-node container lab of DISTRO/SOURCE, deploy, verify, report, down."""
-    from swarmlab.nightly import run_nightly
-
+@click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=DEFAULT_NODES, show_default=True,
+              envvar="SWARMLAB_NIGHTLY_NODES", help="Lab size: one manager, the rest workers.")
+def nightly(distro: str, source: str, junit: Path, nodes: int) -> None:
+    """CI matrix cell: a container lab of DISTRO/SOURCE, deploy, verify, report, down."""
     try:
-        sys.exit(run_nightly(distro, source, junit))
+        sys.exit(run_nightly(distro, source, junit, nodes))
     except EXPECTED as err:
         _fail(err)
 

@@ -17,7 +17,7 @@ class Distro:
     key: str  # spec name, e.g. "ubuntu-24.04"
     os_id: str  # /etc/os-release ID
     version_id: str  # /etc/os-release VERSION_ID ("" for rolling)
-    codename: str
+    codename: str  # VERSION_CODENAME; identifies Debian testing, whose os-release has no VERSION_ID
     family: str  # "apt" or "pacman"
     default_docker_source: str  # "official" or "distro"
     network_backend: str  # "netplan" or "networkmanager"
@@ -41,6 +41,7 @@ DISTROS: dict[str, Distro] = {
         Distro("ubuntu-24.04", "ubuntu", "24.04", "noble", "apt", "official", "netplan", "ufw", "ubuntu:24.04"),
         Distro("debian-12", "debian", "12", "bookworm", "apt", "distro", "netplan", "ufw", "debootstrap:bookworm"),
         Distro("debian-13", "debian", "13", "trixie", "apt", "distro", "netplan", "ufw", "debootstrap:trixie"),
+        Distro("debian-14", "debian", "14", "forky", "apt", "distro", "netplan", "ufw", "debootstrap:forky"),
         Distro("manjaro", "manjaro", "", "", "pacman", "distro", "networkmanager", "nftables",
                "manjarolinux/base"),
     )
@@ -72,6 +73,7 @@ DOCKER_PACKAGES: dict[tuple[str, str], DockerPackages] = {
     ("ubuntu-24.04", "official"): _OFFICIAL_APT,
     ("debian-12", "official"): _OFFICIAL_APT,
     ("debian-13", "official"): _OFFICIAL_APT,
+    ("debian-14", "official"): _OFFICIAL_APT,
     ("ubuntu-22.04", "distro"): DockerPackages(
         install=("docker.io", "docker-buildx", "docker-compose-v2"),
         rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
@@ -90,6 +92,11 @@ DOCKER_PACKAGES: dict[tuple[str, str], DockerPackages] = {
     ),
     ("debian-13", "distro"): DockerPackages(
         # Debian 13 split the CLI out of docker.io (only a Recommends there)
+        install=("docker.io", "docker-cli", "docker-buildx", "docker-compose"),
+        rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
+    ),
+    ("debian-14", "distro"): DockerPackages(
+        # docker.io 28.5.2: the CLI is its own package (a Recommends), compose v2 is docker-compose
         install=("docker.io", "docker-cli", "docker-buildx", "docker-compose"),
         rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
     ),
@@ -149,10 +156,12 @@ ROOTLESS_TOOLS: dict[tuple[str, str], RootlessTools] = {
     ("ubuntu-24.04", "official"): _ROOTLESS_OFFICIAL,
     ("debian-12", "official"): _ROOTLESS_OFFICIAL,
     ("debian-13", "official"): _ROOTLESS_OFFICIAL,
+    ("debian-14", "official"): _ROOTLESS_OFFICIAL,
     ("ubuntu-22.04", "distro"): _ROOTLESS_UBUNTU,
     ("ubuntu-24.04", "distro"): _ROOTLESS_UBUNTU,
     ("debian-12", "distro"): _ROOTLESS_DEBIAN,
     ("debian-13", "distro"): _ROOTLESS_DEBIAN,
+    ("debian-14", "distro"): _ROOTLESS_DEBIAN,  # docker.io 28.5.2: same contrib/ directory
     ("manjaro", "distro"): RootlessTools(
         # rootlesskit and slirp4netns are in the repos; the docker package has no rootless
         # scripts (the AUR's docker-rootless-extras does). swarmlab writes the user unit itself.
@@ -185,10 +194,18 @@ def docker_plugin_gaps(distro: str, source: str) -> list[str]:
     return sorted(pkgs.missing)
 
 
-def distro_from_os_release(os_id: str, version_id: str) -> Distro | None:
-    """Map /etc/os-release ID and VERSION_ID to a supported distro."""
+def distro_from_os_release(os_id: str, version_id: str, codename: str = "") -> Distro | None:
+    """Map /etc/os-release ID, VERSION_ID and VERSION_CODENAME to a supported distro.
+
+    Debian testing has no VERSION_ID (forky says only VERSION_CODENAME=forky): the codename
+    decides there.
+    """
     for d in DISTROS.values():
-        if d.os_id == os_id.lower() and (not d.version_id or d.version_id == version_id):
+        if d.os_id != os_id.lower():
+            continue
+        if not d.version_id or d.version_id == version_id:
+            return d
+        if not version_id and d.codename and d.codename == codename.lower():
             return d
     return None
 

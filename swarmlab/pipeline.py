@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarmlab.containerlab import provider
-from swarmlab.containerlab.cache import ensure_cache, proxy_config
+from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
 from swarmlab.inventory import write_container_connection
 from swarmlab.spec import LabSpec
@@ -85,7 +85,7 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = Tr
         key = provider.ssh_keypair(spec)
         provider.ensure_network(spec)
         proxy = None
-        if cache:
+        if cache and lab_uses_cache(spec):  # no cache (nor its image) for a lab of pacman nodes
             url = ensure_cache(spec, provider.LabNames(spec.name).network)
             proxy = proxy_config(url)
             out(f"    package cache {url}")

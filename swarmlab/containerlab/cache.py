@@ -13,6 +13,7 @@ import time
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NodeImage, ensure_image
+from swarmlab.distros import DISTROS
 from swarmlab.spec import LabSpec
 
 CACHE_CONTAINER = "swarmlab-apt-cache"
@@ -20,6 +21,9 @@ CACHE_VOLUME = "swarmlab-apt-cache"
 CACHE_LABEL = "swarmlab.cache=1"
 CACHE_PORT = 3142
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/00swarmlab-cache"
+# package family -> the file that sends its downloads through the cache; apt-cacher-ng serves
+# apt only, so pacman nodes (Manjaro) get nothing and fetch directly
+PROXY_FILES: dict[str, str] = {"apt": APT_PROXY_FILE}
 ACNG_ARGS = (
     "-c", "/etc/apt-cacher-ng", "ForeGround=1", "PidFile=/tmp/acng.pid",
     "SocketPath=/tmp/acng.socket", "LogDir=/tmp", "Port=3142",
@@ -93,6 +97,16 @@ def _wait_listening(timeout: float = 20.0) -> None:
             return
         time.sleep(0.3)
     raise CacheError(f"the package cache did not start; see: docker logs {CACHE_CONTAINER}")
+
+
+def proxy_file(distro: str) -> str | None:
+    """Where a node of this distro is pointed at the cache; None: its packages skip the cache."""
+    return PROXY_FILES.get(DISTROS[distro].family)
+
+
+def lab_uses_cache(spec: LabSpec) -> bool:
+    """True when some node's package manager can fetch through the cache."""
+    return any(proxy_file(n.distro) for n in spec.nodes)
 
 
 def proxy_config(url: str) -> str:

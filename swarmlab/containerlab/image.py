@@ -48,6 +48,59 @@ systemctl mask getty@tty1.service console-getty.service systemd-udevd.service \
 rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 """
 
+NODE_INIT = "/sbin/init"
+SWARMLAB_INIT = "/usr/local/sbin/swarmlab-init"
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+
+# systemd >= 258 refuses the cgroup v1 hierarchy. On a host with the hybrid layout (v1
+# controllers, cgroup2 at /sys/fs/cgroup/unified) this init gives systemd the container's own
+# cgroup2 directory as /sys/fs/cgroup, in a new cgroup namespace; on a cgroup v2 host it only
+# starts systemd.
+UNIFIED_CGROUP_INIT = f"""
+cat > {SWARMLAB_INIT} <<'INIT'
+#!/bin/sh
+# swarmlab node init: this systemd runs only on the unified cgroup hierarchy (cgroup v2)
+set -eu
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  if [ ! -d /sys/fs/cgroup/unified ]; then
+    echo "swarmlab-init: the host mounts no cgroup2 hierarchy; this systemd needs one" >&2
+    exit 1
+  fi
+  exec unshare --cgroup /bin/sh -c \\
+    'umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec {NODE_INIT}'
+fi
+exec {NODE_INIT}
+INIT
+chmod 0755 {SWARMLAB_INIT}
+"""
+
+# This machine's Debian mirror serves forky with a Release file past its Valid-Until date, and
+# apt refuses such a suite. The node image (never a host the deploy provisions) skips that
+# check for this suite's source line only.
+EXPIRED_RELEASE_SOURCES = """
+sed -i -e 's|^deb |deb [check-valid-until=no] |' \\
+  -e '1i # swarmlab node image: the mirror serves an expired Release file for this suite' \\
+  /etc/apt/sources.list
+"""
+
+
+@dataclass(frozen=True)
+class SuiteRecipe:
+    """How one Debian suite's node image differs from the common recipe."""
+
+    setup: str = ""  # extra chroot commands after SETUP_SCRIPT (part of the content hash)
+    init: str = NODE_INIT  # the image's CMD
+    debootstrap_script: str = ""  # script to use where this host's debootstrap lacks the suite
+
+
+SUITES: dict[str, SuiteRecipe] = {
+    "forky": SuiteRecipe(
+        setup=UNIFIED_CGROUP_INIT + EXPIRED_RELEASE_SOURCES,  # systemd 262
+        init=SWARMLAB_INIT,
+        debootstrap_script="sid",  # Debian 12's debootstrap has no forky script
+    ),
+}
+
 # Ubuntu and Manjaro nodes start from their registry base images (needs a reachable registry;
 # used by the nightly workflow, not on machines without one).
 DOCKERFILE = """FROM {base}
@@ -83,6 +136,11 @@ class NodeImage:
         return self.base.split(":", 1)[1]
 
     @property
+    def recipe(self) -> SuiteRecipe:
+        """Suite-specific additions (none for most suites and for registry-based images)."""
+        return SUITES.get(self.suite, SuiteRecipe()) if self.debootstrapped else SuiteRecipe()
+
+    @property
     def dockerfile(self) -> str:
         """For distros built from a registry base image (Ubuntu, Manjaro)."""
         return DOCKERFILE.format(base=self.base, install=BASE_IMAGE_INSTALL[DISTROS[self.distro].family])
@@ -91,7 +149,10 @@ class NodeImage:
     def content_hash(self) -> str:
         h = hashlib.sha256()
         recipe = self.suite if self.debootstrapped else self.dockerfile
-        for part in (recipe, MIRROR, ",".join(NODE_PACKAGES), SETUP_SCRIPT):
+        parts = [recipe, MIRROR, ",".join(NODE_PACKAGES), SETUP_SCRIPT]
+        if self.recipe != SuiteRecipe():  # suites without additions keep their earlier hash
+            parts += [self.recipe.setup, self.recipe.init]
+        for part in parts:
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:12]
@@ -106,33 +167,67 @@ class ImageError(RuntimeError):
 
 
 def ensure_image(image: NodeImage, log=print) -> bool:
-    """Build the image unless a tag with the same content hash exists. True if built."""
+    """Build the image unless a tag with the same content hash exists. True if built.
+
+    debootstrap, chroot and the rootfs tarball need root: as another user they run through
+    `sudo -n` (passwordless sudo, as on CI runners); `docker import` runs as the caller.
+    """
     if docker_cli.image_exists(image.tag):
         return False
     if not image.debootstrapped:
         return _build_from_base(image, log)
-    if shutil.which("debootstrap") is None:
+    if shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None:
         raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
-    if os.geteuid() != 0:
-        raise ImageError("building a node image needs root (debootstrap); run as root")
-    with tempfile.TemporaryDirectory(prefix="swarmlab-rootfs-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    check_root()
+    tmp = tempfile.mkdtemp(prefix="swarmlab-rootfs-")
+    rootfs = Path(tmp) / "rootfs"
+    try:
         log(f"debootstrap {image.suite} from {MIRROR}")
-        _run([
-            "debootstrap", "--variant=minbase", f"--include={','.join(NODE_PACKAGES)}",
-            image.suite, str(rootfs), MIRROR,
-        ])
-        _run(["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT])
+        _run(as_root(debootstrap_command(image, rootfs)))
+        _run(as_root(["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT + image.recipe.setup]))
         tar = Path(tmp) / "rootfs.tar"
-        _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."])
+        _run(as_root(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."]))
         _run([
             "docker", "import",
             "-c", "ENV container=docker",
-            "-c", 'CMD ["/sbin/init"]',
+            "-c", f'CMD ["{image.recipe.init}"]',
             "--message", f"swarmlab node {image.distro} {image.content_hash}",
             str(tar), image.tag,
         ])
+    finally:
+        subprocess.run(as_root(["rm", "-rf", "--one-file-system", tmp]), capture_output=True)
     return True
+
+
+def debootstrap_command(image: NodeImage, rootfs: Path) -> list[str]:
+    """debootstrap's argv; names a related suite's script where this host's has none."""
+    cmd = [
+        "debootstrap", "--variant=minbase", f"--include={','.join(NODE_PACKAGES)}",
+        image.suite, str(rootfs), MIRROR,
+    ]
+    fallback = image.recipe.debootstrap_script
+    if fallback and not (DEBOOTSTRAP_SCRIPTS / image.suite).exists():
+        cmd.append(str(DEBOOTSTRAP_SCRIPTS / fallback))
+    return cmd
+
+
+def as_root(cmd: list[str]) -> list[str]:
+    """The command as root: unchanged for root, else through non-interactive sudo."""
+    return cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd]
+
+
+def check_root() -> None:
+    """Raise ImageError unless this process is root or has passwordless sudo."""
+    if os.geteuid() == 0:
+        return
+    sudo_ok = shutil.which("sudo") is not None and subprocess.run(
+        ["sudo", "-n", "true"], capture_output=True
+    ).returncode == 0
+    if not sudo_ok:
+        raise ImageError(
+            "building a node image needs root (debootstrap, chroot): run as root or as a user "
+            "with passwordless sudo"
+        )
 
 
 def _build_from_base(image: NodeImage, log) -> bool:
@@ -145,8 +240,8 @@ def _build_from_base(image: NodeImage, log) -> bool:
         except ImageError as err:
             raise ImageError(
                 f"{image.distro}: building the node image from {image.base} failed; it needs a "
-                f"reachable container registry (the container lab here can build debian-12 and "
-                f"debian-13 offline):\n{err}"
+                f"reachable container registry (the container lab here builds the debootstrap "
+                f"distros offline):\n{err}"
             ) from None
     return True
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.containerlab import docker_cli
-from swarmlab.containerlab.cache import APT_PROXY_FILE, CACHE_CONTAINER
+from swarmlab.containerlab.cache import CACHE_CONTAINER, proxy_file
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
 from swarmlab.distros import PLATFORM
@@ -172,7 +172,7 @@ def start_node(spec: LabSpec, node: NodeSpec, image: NodeImage) -> bool:
 def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, apt_proxy: str | None = None,
                timeout: float = 90.0) -> None:
     """Wait for systemd and sshd, authorize the lab key for the node user, point apt at the
-    package cache (or remove that setting when the cache is off)."""
+    package cache (or remove that setting when the cache is off); non-apt nodes are left alone."""
     name = LabNames(spec.name).container(node.name)
     deadline = time.monotonic() + timeout
     state = ""
@@ -186,10 +186,11 @@ def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, apt_proxy: str | None
             f"node {node.name}: not ready after {timeout:.0f}s (systemd state {state!r}); "
             f"see: docker logs {name}"
         )
-    if apt_proxy:
-        docker("exec", "-i", name, "sh", "-c", f"cat > {APT_PROXY_FILE}", input=apt_proxy)
-    else:
-        docker("exec", name, "rm", "-f", APT_PROXY_FILE)
+    target = proxy_file(node.distro)
+    if target and apt_proxy:
+        docker("exec", "-i", name, "sh", "-c", f"cat > {target}", input=apt_proxy)
+    elif target:
+        docker("exec", name, "rm", "-f", target)
     home = f"/home/{NODE_USER}/.ssh/authorized_keys"
     docker(
         "exec", "-i", name, "sh", "-c",

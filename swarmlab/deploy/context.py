@@ -50,5 +50,7 @@ def host_distro() -> Distro | None:
     known = _DISTROS.setdefault(ctx_state.get(), {})
     if host.name not in known:
         meta = host.get_fact(LinuxDistribution).get("release_meta") or {}
-        known[host.name] = distro_from_os_release(meta.get("ID", ""), meta.get("VERSION_ID", ""))
+        known[host.name] = distro_from_os_release(
+            meta.get("ID", ""), meta.get("VERSION_ID", ""), meta.get("VERSION_CODENAME", "")
+        )
     return known[host.name]

@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files
 
 from swarmlab.deploy.context import host_distro, lab_node, template
 from swarmlab.deploy.ops import fail, pacman_sync_install
-from swarmlab.distros import Distro
+from swarmlab.distros import DISTROS, Distro
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
 
@@ -78,8 +78,8 @@ def checked_distro() -> Distro | None:
     if distro is None:
         fail(
             name="Check the distro",
-            message=f"{host.name}: unsupported OS (not one of ubuntu-22.04/24.04, debian-12/13, "
-            "manjaro); swarmlab cannot provision it",
+            message=f"{host.name}: unsupported OS (not one of {', '.join(DISTROS)}); "
+            "swarmlab cannot provision it",
         )
         return None
     if distro.key != node.distro:

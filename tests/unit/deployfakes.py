@@ -115,6 +115,17 @@ ID=debian
 HOME_URL="https://www.debian.org/"
 ---
 """,
+    # Debian testing: no VERSION_ID, only the codename (recorded on a forky node container)
+    "debian-14": """/etc/os-release
+PRETTY_NAME="Debian GNU/Linux forky/sid"
+NAME="Debian GNU/Linux"
+VERSION_CODENAME=forky
+ID=debian
+HOME_URL="https://www.debian.org/"
+SUPPORT_URL="https://www.debian.org/support"
+BUG_REPORT_URL="https://bugs.debian.org/"
+---
+""",
     "manjaro": """/etc/lsb-release
 DISTRIB_ID="ManjaroLinux"
 DISTRIB_RELEASE="25.0.10"

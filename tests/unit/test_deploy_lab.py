@@ -39,6 +39,8 @@ CASES = {
     ("ubuntu-24.04", "auto"): (NETPLAN, "ufw --force enable", "docker-compose-plugin"),
     ("debian-12", "official"): (NETPLAN, "ufw --force enable", "docker-compose-plugin"),
     ("debian-13", "auto"): (NETPLAN, "ufw --force enable", "docker-buildx docker-compose"),
+    ("debian-14", "auto"): (NETPLAN, "ufw --force enable", "docker-buildx docker-compose"),
+    ("debian-14", "official"): (NETPLAN, "ufw --force enable", "docker-compose-plugin"),
     ("manjaro", "auto"): (NM, f"nft -f {NFT}", "docker docker-buildx docker-compose"),
 }
 

@@ -100,7 +100,8 @@ def test_allocations_in_sequence_stay_disjoint():
 # --- per-distro data ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("distro", ["ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13"])
+@pytest.mark.parametrize("distro", ["ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13",
+                                    "debian-14"])
 def test_official_source_uses_docker_ce_rootless_extras(distro):
     pkgs = rootless_packages(distro, "official", "overlay2")
     assert "docker-ce-rootless-extras" in pkgs and "uidmap" in pkgs
@@ -109,7 +110,7 @@ def test_official_source_uses_docker_ce_rootless_extras(distro):
     assert tools.script_dir == "/usr/bin" and bin_dir(tools) == "/usr/bin"
 
 
-@pytest.mark.parametrize("distro", ["debian-12", "debian-13"])
+@pytest.mark.parametrize("distro", ["debian-12", "debian-13", "debian-14"])
 def test_debian_distro_source_links_the_contrib_scripts(distro):
     assert rootless_packages(distro, "distro", "vfs") == [
         "rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"]

@@ -266,7 +266,8 @@ def test_unknown_distro_lists_supported_ones() -> None:
     data = base()
     data["nodes"][0]["distro"] = "centos-7"
     line = problem(data, "nodes[0].distro", "'centos-7'", "not supported")
-    assert set(DISTROS) == {"ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13", "manjaro"}
+    assert set(DISTROS) == {"ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13",
+                            "debian-14", "manjaro"}
     assert "use one of: " + ", ".join(sorted(DISTROS)) in line
 
 

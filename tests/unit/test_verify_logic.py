@@ -25,7 +25,15 @@ LAB = "10.88.0.0/24"
 
 
 def recorded_rules(name: str) -> list[str]:
-    return (DATA / name).read_text().splitlines()
+    """`iptables-save` output (nat and filter) as `iptables -S` lines."""
+    out = []
+    for line in (DATA / name).read_text().splitlines():
+        if line.startswith(":"):
+            chain, chain_policy = line[1:].split()[:2]
+            out.append(f"-P {chain} {chain_policy}" if chain_policy != "-" else f"-N {chain}")
+        elif line.startswith("-"):
+            out.append(line)
+    return out
 
 
 RULE_SETS = sorted(p.name for p in DATA.glob("iptables-docker*.txt"))

@@ -120,7 +120,7 @@ def test_nightly_matrix_covers_every_distro_and_only_real_pairs() -> None:
     assert job["runs-on"] == "ubuntu-latest"
     matrix = job["strategy"]["matrix"]
     assert set(matrix["distro"]) == set(DISTROS)
-    assert len(matrix["distro"]) == 5
+    assert len(matrix["distro"]) == len(DISTROS)
     assert set(matrix["source"]) == SOURCES
     excluded = {(e["distro"], e["source"]) for e in matrix.get("exclude", [])}
     runs = set(itertools.product(matrix["distro"], matrix["source"])) - excluded

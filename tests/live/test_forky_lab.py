@@ -1,0 +1,43 @@
+"""Debian 14 "forky" (docker.io 28.5.2 from Debian): 1 manager + 2 workers converge, verify,
+and a second run changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import lab_fixture
+
+pytestmark = pytest.mark.live
+lab = lab_fixture("forky")
+
+
+def test_up_converges_and_verifies(lab):
+    run = lab.run("up")
+    assert run.rc == 0, run.out + run.err
+    s = run.summary
+    assert s["hosts"] == 3 and s["failed"] == 0 and s["changed"] > 0
+    assert s["verified"] == s["total"] > 0, "some verification failed"
+    if s["skipped"]:
+        assert "skipped: kernel has no" in run.out
+
+
+def test_second_up_changes_nothing(lab):
+    run = lab.run("up", "--no-verify")
+    assert run.rc == 0, run.out + run.err
+    assert run.summary["changed"] == 0, run.out
+    assert "node image (" in run.out and "cached" in run.out
+
+
+def test_nodes_run_docker_28_from_debian(lab):
+    for node in lab.spec.nodes:
+        version = lab.exec(node.name, "docker", "version", "--format", "{{.Server.Version}}")
+        assert version.startswith("28."), version
+
+
+def test_release_expiry_check_is_off_only_in_the_image_source_line(lab):
+    """The image turns the check off for forky's source line; the deploy adds nothing to apt."""
+    node = lab.spec.nodes[0].name
+    sources = lab.exec(node, "cat", "/etc/apt/sources.list")
+    assert "deb [check-valid-until=no] " in sources
+    conf = lab.exec(node, "sh", "-c", "cat /etc/apt/apt.conf.d/* 2>/dev/null || true")
+    assert "valid-until" not in conf.lower(), conf
