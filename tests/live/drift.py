@@ -15,7 +15,6 @@ from pathlib import Path
 
 from swarmlab.spec import LabSpec
 
-SUBNET = "{subnet}"  # filled from the lab spec
 ALICE = "cd / && sudo -u alice env XDG_RUNTIME_DIR=/run/user/$(id -u alice) "
 
 
@@ -113,7 +112,8 @@ ROUNDS: list[list[Drift]] = [
     [  # swarm membership and networks
         Drift("test_swarm_active_in_the_labs_cluster", "w1", "the worker left the swarm",
               "docker swarm leave --force >/dev/null"),
-        Drift("test_spec_overlays_exist", "m", "overlay `labnet` removed", "docker network rm labnet >/dev/null"),
+        Drift("test_spec_overlays_exist", "m", "the spec's first overlay removed",
+              "docker network rm {overlay} >/dev/null"),
         Drift("test_ingress_network_exists", "m", "the ingress network removed",
               "echo y | docker network rm ingress >/dev/null"),
     ],
@@ -169,7 +169,7 @@ def node_name(spec: LabSpec, role: str) -> str:
 
 def expand(spec: LabSpec, shell: str) -> str:
     return shell.format(subnet=spec.network.subnet, gateway=spec.network.gateway,
-                        w2=spec.workers[1].name)
+                        w2=spec.workers[1].name, overlay=spec.swarm.overlays[0].name)
 
 
 def failure_id(spec: LabSpec, drift: Drift) -> str:
@@ -197,11 +197,38 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-def record(path: Path, lab: str, rounds: list[dict]) -> None:
-    """Append one lab's round timings to a JSON report (for the README and the notes)."""
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[lab] = {"rounds": rounds, "when": time.strftime("%Y-%m-%d %H:%M")}
-    path.write_text(json.dumps(data, indent=2))
+REPORT = Path(__file__).resolve().parents[2] / "reports" / "drift.json"
+
+
+def record(lab: str, round_no: int, timings: dict) -> None:
+    """Keep each round's timings in reports/drift.json (for the README and the notes)."""
+    REPORT.parent.mkdir(exist_ok=True)
+    data = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    data.setdefault(lab, {})[str(round_no)] = dict(timings, when=time.strftime("%Y-%m-%d %H:%M"))
+    REPORT.write_text(json.dumps(data, indent=2))
+
+
+def drift_tests():
+    """The drift rounds as test functions for a lab module (its `lab` fixture)."""
+    import pytest
+
+    @pytest.mark.parametrize("round_no", range(len(ROUNDS)),
+                             ids=[f"round{i}" for i in range(len(ROUNDS))])
+    def test_drift_round(lab, round_no):
+        record(lab.spec.name, round_no, run_round(lab, ROUNDS[round_no]))
+
+    def test_after_the_drift_rounds_nothing_changes_even_a_day_later(lab):
+        """Every round repaired: a deploy changes nothing, also with the apt lists aged past
+        the cache window (re-runs refresh lists only to install something)."""
+        for node in lab.spec.nodes:
+            lab.exec(node.name, "sh", "-c", "touch -d '2 days ago' /var/lib/apt/periodic/update-success-stamp"
+                     " /var/lib/apt/lists/* 2>/dev/null; true")
+        run = lab.run("deploy")
+        assert run.rc == 0, run.out + run.err
+        s = run.summary
+        assert s["changed"] == 0 and s["verified"] == s["total"] > 0, run.out
+
+    return test_drift_round, test_after_the_drift_rounds_nothing_changes_even_a_day_later
 
 
 def run_round(lab, drifts: list[Drift]) -> dict:

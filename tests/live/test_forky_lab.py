@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import lab_fixture
+from .drift import drift_tests
 
 pytestmark = pytest.mark.live
 lab = lab_fixture("forky")
@@ -26,6 +27,10 @@ def test_second_up_changes_nothing(lab):
     assert run.rc == 0, run.out + run.err
     assert run.summary["changed"] == 0, run.out
     assert "node image (" in run.out and "cached" in run.out
+
+
+# break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)
+test_drift_round, test_after_the_drift_rounds_nothing_changes_even_a_day_later = drift_tests()
 
 
 def test_nodes_run_docker_28_from_debian(lab):

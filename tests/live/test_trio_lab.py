@@ -17,6 +17,7 @@ from swarmlab.containerlab.image import NodeImage
 from swarmlab.state import PROJECT_ROOT, state_root
 
 from .conftest import lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
+from .drift import drift_tests
 
 STATE = state_root()
 
@@ -40,6 +41,10 @@ def test_second_up_changes_nothing(lab):
     assert run.rc == 0, run.out + run.err
     assert run.summary["changed"] == 0, run.out
     assert "node image (" in run.out and "cached" in run.out
+
+
+# break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)
+test_drift_round, test_after_the_drift_rounds_nothing_changes_even_a_day_later = drift_tests()
 
 
 def test_status_lists_running_nodes(lab):
