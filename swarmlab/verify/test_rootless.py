@@ -97,7 +97,7 @@ def test_daemon_is_rootless_and_outside_the_swarm(ruser):
 
 def test_login_shell_and_context_point_at_the_users_daemon(ruser):
     sock = f"unix://{ruser.runtime}/docker.sock"
-    login = ruser.host.check_output(f"cd / && sudo -iu {ruser.name} sh -c 'echo $DOCKER_HOST'")
+    login = ruser.host.check_output("cd / && sudo -iu %s sh -c 'echo $DOCKER_HOST'", ruser.name)
     assert login == sock, f"login DOCKER_HOST is {login!r}, want {sock}"
     endpoint = ruser.check_output(
         "docker context inspect rootless --format '{{.Endpoints.docker.Host}}'"
@@ -140,7 +140,7 @@ def test_container_root_is_the_user_on_the_host(ruser, probe):
 
 
 def test_docker_group_only_when_listed(spec, ruser):
-    groups = ruser.host.check_output(f"id -nG {ruser.name}").split()
+    groups = ruser.host.check_output("id -nG %s", ruser.name).split()
     if ruser.name in spec.docker.users:
         assert "docker" in groups, f"{ruser.name} is in docker.users but not in the docker group"
     else:

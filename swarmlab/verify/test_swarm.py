@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 import pytest
@@ -124,12 +125,12 @@ def overlay_pair(spec, hosts, probe):
     """One probe container on each of two nodes, on every attachable spec overlay."""
     a, b = _two_nodes(spec)
     nets = _attachable_overlays(spec)
-    net_args = " ".join(f"--network {n}" for n in nets[:1])
+    net_args = f"--network {shlex.quote(nets[0])}"
     probe.run(a.name, "swarmlab-probe-a", net_args, "sleep 600")
     probe.run(b.name, "swarmlab-probe-b", net_args, "sleep 600")
     for extra in nets[1:]:
-        hosts[a.name].check_output(f"docker network connect {extra} swarmlab-probe-a")
-        hosts[b.name].check_output(f"docker network connect {extra} swarmlab-probe-b")
+        hosts[a.name].check_output("docker network connect %s swarmlab-probe-a", extra)
+        hosts[b.name].check_output("docker network connect %s swarmlab-probe-b", extra)
     yield a, b, nets
     hosts[a.name].run("docker rm -f swarmlab-probe-a")
     hosts[b.name].run("docker rm -f swarmlab-probe-b")
@@ -144,9 +145,9 @@ def _ping(host, container: str, target: str) -> bool:
 
 
 def _overlay_ip(host, container: str, net: str) -> str:
-    return host.check_output(
-        f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {container}"
-    )
+    nets = json.loads(host.check_output(
+        "docker inspect -f '{{json .NetworkSettings.Networks}}' %s", container))
+    return (nets.get(net) or {}).get("IPAddress", "")
 
 
 def test_overlay_traffic_across_nodes_by_ip_and_name(spec, hosts, overlay_pair):
@@ -217,7 +218,7 @@ def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
     replicas = len(spec.nodes)
     first_manager.check_output(
         f"docker service create -d --name {name} --label {LABEL} --mode global "
-        f"--endpoint-mode dnsrr --network {nets[0]} "
+        f"--endpoint-mode dnsrr --network {shlex.quote(nets[0])} "
         f"--publish mode=host,published=18081,target=80 {IMAGE} "
         "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
     )
@@ -232,7 +233,7 @@ def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
             )
             assert body.startswith("dnsrr-"), body
         a = spec.nodes[0]
-        probe.run(a.name, "swarmlab-probe-dns", f"--network {nets[0]}", "sleep 120")
+        probe.run(a.name, "swarmlab-probe-dns", f"--network {shlex.quote(nets[0])}", "sleep 120")
         want = _task_addresses(first_manager, tasks, nets[0])
         answers: list[str] = []
         for _ in range(15):  # the embedded DNS learns remote tasks by gossip

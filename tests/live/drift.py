@@ -125,6 +125,14 @@ ROUNDS: list[list[Drift]] = [
         Drift("test_manager_sees_every_spec_node_ready_with_its_role", "m", "a worker promoted to manager",
               "docker node promote {w2} >/dev/null"),
     ],
+    [  # a daemon.json dockerd refuses under swarm: systemd gives up ("start request repeated too
+        # quickly"), and a plain start is refused until `systemctl reset-failed`
+        Drift("test_docker_service_running_and_enabled", "w1",
+              "`live-restore: true` in daemon.json, docker restarted until systemd gave up (unit failed)",
+              "sed -i 's/\"live-restore\": false/\"live-restore\": true/' /etc/docker/daemon.json; "
+              "systemctl restart docker 2>/dev/null; for i in $(seq 30); do "
+              "systemctl is-failed -q docker.service && break; sleep 1; done; systemctl is-failed docker.service"),
+    ],
     [  # rootless Docker (alice)
         Drift("test_user_unit_active_and_enabled", "m", "alice's daemon stopped",
               ALICE + "systemctl --user stop docker.service", param="alice"),

@@ -167,3 +167,17 @@ def test_tcp_api_hosts_in_every_spelling():
             "-Htcp://10.0.0.1:2375", "--containerd=/run/containerd/containerd.sock"]
     assert _tcp_api_hosts(args) == ["tcp://127.0.0.1:2375", "tcp://[::]:2375", "tcp://10.0.0.1:2375"]
     assert _tcp_api_hosts(["/usr/sbin/dockerd", "-H", "fd://"]) == []
+
+
+def test_readme_drift_table_is_the_drift_suites():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from live.drift import DRIFTS, markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "README's drift table is stale: regenerate it from tests/live/drift.py"
+    verify = Path(__file__).resolve().parents[2] / "swarmlab" / "verify"
+    checks = {d.check for d in DRIFTS}
+    for check in checks:
+        assert any(f"def {check}(" in f.read_text() for f in verify.glob("test_*.py")), check
