@@ -73,8 +73,6 @@ def test_gossip_ports_listening(host, node):
     assert host.socket(f"udp://{node.ip}:7946").is_listening, "7946/udp not bound on the lab IP"
 
 
-def test_vxlan_port_bound(host, spec):
-    assert host.socket(f"udp://0.0.0.0:{spec.swarm.data_path_port}").is_listening
 
 
 def test_docker_gwbridge_with_masquerade(host):
@@ -148,6 +146,16 @@ def _overlay_ip(host, container: str, net: str) -> str:
     nets = json.loads(host.check_output(
         "docker inspect -f '{{json .NetworkSettings.Networks}}' %s", container))
     return (nets.get(net) or {}).get("IPAddress", "")
+
+
+def test_vxlan_port_bound_where_overlays_run(spec, hosts, overlay_pair):
+    """The kernel's VXLAN socket exists while an overlay is in use on the node (not before)."""
+    a, b, _ = overlay_pair
+    port = spec.swarm.data_path_port
+    for n in (a, b):
+        assert hosts[n.name].socket(f"udp://0.0.0.0:{port}").is_listening, (
+            f"{n.name} has containers on an overlay but no VXLAN socket on udp/{port}"
+        )
 
 
 def test_overlay_traffic_across_nodes_by_ip_and_name(spec, hosts, overlay_pair):
