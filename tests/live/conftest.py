@@ -112,3 +112,26 @@ def rejoin_at_vvv_prints_no_token(lab: Lab, state_dir: Path) -> str:
         for log in state_dir.glob("*.log"):
             assert token not in log.read_text(errors="replace"), f"a join token is in {log}"
     return out
+
+
+def converge_tests():
+    """Molecule's converge + idempotence steps for a lab module (its `lab` fixture): `up`
+    converges with every check verified, and a second `up` changes nothing."""
+
+    def test_up_converges_and_verifies(lab):
+        run = lab.run("up")
+        assert run.rc == 0, run.out + run.err
+        s = run.summary
+        assert s["hosts"] == len(lab.spec.nodes) and s["failed"] == 0 and s["changed"] > 0
+        assert s["verified"] == s["total"] > 0, "some verification failed"
+        # skips must carry their reason (missing kernel features), never silently pass
+        if s["skipped"]:
+            assert "skipped: kernel has no" in run.out
+
+    def test_second_up_changes_nothing(lab):
+        run = lab.run("up", "--no-verify")
+        assert run.rc == 0, run.out + run.err
+        assert run.summary["changed"] == 0, run.out
+        assert "node image (" in run.out and "cached" in run.out
+
+    return test_up_converges_and_verifies, test_second_up_changes_nothing

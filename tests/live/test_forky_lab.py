@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import lab_fixture
+from .conftest import converge_tests, lab_fixture
 from .drift import drift_tests
 
 pytestmark = pytest.mark.live
 lab = lab_fixture("forky")
 
 
-def test_up_converges_and_verifies(lab):
-    run = lab.run("up")
-    assert run.rc == 0, run.out + run.err
-    s = run.summary
-    assert s["hosts"] == 3 and s["failed"] == 0 and s["changed"] > 0
-    assert s["verified"] == s["total"] > 0, "some verification failed"
-    if s["skipped"]:
-        assert "skipped: kernel has no" in run.out
-
-
-def test_second_up_changes_nothing(lab):
-    run = lab.run("up", "--no-verify")
-    assert run.rc == 0, run.out + run.err
-    assert run.summary["changed"] == 0, run.out
-    assert "node image (" in run.out and "cached" in run.out
+test_up_converges_and_verifies, test_second_up_changes_nothing = converge_tests()
 
 
 # break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)

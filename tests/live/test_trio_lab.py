@@ -16,7 +16,7 @@ from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
 from swarmlab.state import PROJECT_ROOT, state_root
 
-from .conftest import lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
+from .conftest import converge_tests, lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
 from .drift import drift_tests
 
 STATE = state_root()
@@ -25,22 +25,7 @@ pytestmark = pytest.mark.live
 lab = lab_fixture("trio")
 
 
-def test_up_converges_and_verifies(lab):
-    run = lab.run("up")
-    assert run.rc == 0, run.out + run.err
-    s = run.summary
-    assert s["hosts"] == 3 and s["failed"] == 0 and s["changed"] > 0
-    assert s["verified"] == s["total"] > 0, "some verification failed"
-    # skips must carry their reason (missing kernel features), never silently pass
-    if s["skipped"]:
-        assert "skipped: kernel has no" in run.out
-
-
-def test_second_up_changes_nothing(lab):
-    run = lab.run("up", "--no-verify")
-    assert run.rc == 0, run.out + run.err
-    assert run.summary["changed"] == 0, run.out
-    assert "node image (" in run.out and "cached" in run.out
+test_up_converges_and_verifies, test_second_up_changes_nothing = converge_tests()
 
 
 # break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)
