@@ -225,8 +225,9 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
     for phase_name, marker in VERIFY_PHASES:
         report = state / f"verify-{phase_name}-junit.xml"
         report.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",
-               f"--junitxml={report}", "-m", marker, *VERIFY_PARALLEL, *(extra or [])]
+        cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "--durations=8",
+               "-p", "no:cacheprovider", f"--junitxml={report}", "-m", marker, *VERIFY_PARALLEL,
+               *(extra or [])]
         if check:
             cmd += ["-k", check]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
