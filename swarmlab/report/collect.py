@@ -153,9 +153,13 @@ def parse_node(sections: dict[str, str]) -> dict[str, Any]:
     for ns in namespaces:
         for link in ns["links"]:
             host = host_by_index.get(link["peer_index"]) if link["kind"] == "veth" else None
-            if host and host.get("peer_netns") is not None:
+            if host and host.get("peer_netns") is not None and host.get("peer", {}).get("kind") != "container":
                 host["peer"] = {"owner": ns["name"], "kind": ns["kind"], "ifname": link["name"],
                                 "addresses": link["addresses"]}
+    owned = {link["peer_index"] for ns in namespaces if ns["kind"] == "container" for link in ns["links"]}
+    namespaces = [ns for ns in namespaces if any(link["kind"] for link in ns["links"])
+                  and (ns["kind"] == "container" or not {link["peer_index"] for link in ns["links"]
+                                                         if link["kind"] == "veth"} & owned)]
     kernel_lines = sections.get("kernel", "").splitlines()
     info = _json(sections.get("info", ""), {})
     swarm = info.get("Swarm") or {}

@@ -162,7 +162,8 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
                     owner = peer.get("owner", "?")
                     oid = _id(node.name, "ns", owner)
                     what = "container" if peer.get("kind") == "container" else "netns"
-                    c.node(oid, _l(f"{what} {owner}\n" + "\n".join(
+                    short = owner if len(owner) <= 30 else owner[:27] + "..."
+                    c.node(oid, _l(f"{what} {short}\n" + "\n".join(
                         f"{ifc['name']} {', '.join(ifc['addresses'])}" for ns in facts.get("namespaces", [])
                         if ns["name"] == owner for ifc in ns["links"] if ifc["addresses"] and ifc["name"] != "lo")),
                         shape="component", id=oid)
@@ -190,6 +191,13 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
         for node in o["carriers"] or [m.name for m in spec.managers]:
             g.edge(_id(node, "eth"), oid, color="#b26a00", style="bold" if o["carriers"] else "dashed",
                    label="VXLAN udp/4789" if o["carriers"] else "defined here")
+    live_overlays = overlays(data)
+    for node in spec.nodes:  # containers (swarm tasks) attached to overlays
+        for ctr in data["nodes"].get(node.name, {}).get("containers") or []:
+            for net, ip in ctr["networks"].items():
+                if net in live_overlays:
+                    g.edge(_id(node.name, "ns", ctr["name"]), _id("overlay", net), label=ip, color="#b26a00",
+                           style="dashed")
     for port, p in sorted(mesh_ports.items()):
         pid = _id("port", "mesh", port)
         g.node(pid, _l(f"published {p['proto']} {port} (routing mesh)\n→ {p['to']}:{p['target']}"), shape="cds",
