@@ -118,9 +118,9 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = Fa
     checked = None
     if verify and not result.failed_hosts:
         checked = _verify(spec, path)
-    if report and not result.failed_hosts:
-        _report(spec, path, must=False)
     click.echo(pipeline.summary_line(result, checked, len(spec.nodes)))
+    if report and not result.failed_hosts:
+        _report(spec, path, must=False)  # last: the page's path is the last line `up` prints
     if result.failed_hosts or (checked and checked.failed):
         sys.exit(1)
 

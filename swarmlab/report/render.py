@@ -113,7 +113,7 @@ def _published(facts: dict[str, Any]) -> list[dict[str, str]]:
 def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
     """The lab as a Graphviz graph: underlay, per-node bridges/veths/containers, overlays, ports."""
     g = graphviz.Graph("lab", engine="dot")
-    g.attr(rankdir="TB", fontname="Helvetica", fontsize="11", newrank="true", nodesep="0.25", ranksep="0.5",
+    g.attr(rankdir="LR", fontname="Helvetica", fontsize="11", newrank="true", nodesep="0.25", ranksep="0.5",
            bgcolor="white", id="topology")
     g.attr("node", fontname="Helvetica", fontsize="10", shape="box", style="rounded,filled", fillcolor="white")
     g.attr("edge", fontname="Helvetica", fontsize="9", color="#555555")
@@ -122,6 +122,7 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
     g.node("underlay", _l(f"lab subnet {spec.network.subnet}\ngateway {spec.network.gateway}"), shape="box",
            style="filled", fillcolor="#eeeeee", id="underlay")
     mesh_ports: dict[str, dict[str, str]] = {}
+    drawn: set[str] = set()  # container/netns boxes: edges only to what is drawn
     for node in spec.nodes:
         facts = data["nodes"].get(node.name, {})
         missing = ("missing node", node.name) in diffs
@@ -147,6 +148,7 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
             if facts.get("error"):
                 continue
             links = {link["name"]: link for link in facts.get("links", [])}
+            services = {ctr["name"]: ctr["service"] for ctr in facts.get("containers") or [] if ctr.get("service")}
             for net in facts.get("networks") or []:
                 if net["driver"] != "bridge" or not net.get("bridge"):
                     continue
@@ -159,14 +161,17 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
                     if link.get("master") != br:
                         continue
                     peer = link.get("peer") or {}
-                    owner = peer.get("owner", "?")
+                    owner = peer.get("owner", f"peer of {link['name']} not found (gone while collecting?)")
                     oid = _id(node.name, "ns", owner)
                     what = "container" if peer.get("kind") == "container" else "netns"
-                    short = owner if len(owner) <= 30 else owner[:27] + "..."
+                    service = services.get(owner)
+                    short = f"{owner.split('.')[0]}.{owner.split('.')[-1][:6]} (task of {service})" if service \
+                        else owner if len(owner) <= 30 else owner[:27] + "..."
                     c.node(oid, _l(f"{what} {short}\n" + "\n".join(
                         f"{ifc['name']} {', '.join(ifc['addresses'])}" for ns in facts.get("namespaces", [])
                         if ns["name"] == owner for ifc in ns["links"] if ifc["addresses"] and ifc["name"] != "lo")),
                         shape="component", id=oid)
+                    drawn.add(oid)
                     c.edge(bid, oid, label=_l(f"{link['name']}\n↔ {peer.get('ifname', '?')}"))
             for p in _published(facts):
                 if p.get("mesh"):
@@ -176,7 +181,8 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
                 c.node(pid, _l(f"published {p['proto']} {p['port']}\n→ {p['to']}:{p['target']}"), shape="cds",
                        fillcolor="#e3f6e3", id=_id("port", node.name, p["port"]))
                 c.edge(nic, pid)
-                c.edge(pid, _id(node.name, "ns", p["to"]), style="dashed")
+                if _id(node.name, "ns", p["to"]) in drawn:
+                    c.edge(pid, _id(node.name, "ns", p["to"]), style="dashed")
     for name, o in sorted(overlays(data).items()):
         oid = _id("overlay", name)
         extra = diffs.get(("extra overlay", name)) or diffs.get(("overlay differs", name))
@@ -195,7 +201,7 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
     for node in spec.nodes:  # containers (swarm tasks) attached to overlays
         for ctr in data["nodes"].get(node.name, {}).get("containers") or []:
             for net, ip in ctr["networks"].items():
-                if net in live_overlays:
+                if net in live_overlays and _id(node.name, "ns", ctr["name"]) in drawn:
                     g.edge(_id(node.name, "ns", ctr["name"]), _id("overlay", net), label=ip, color="#b26a00",
                            style="dashed")
     for port, p in sorted(mesh_ports.items()):

@@ -18,6 +18,7 @@ from swarmlab.state import PROJECT_ROOT, state_root
 
 from .conftest import lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
 from .drift import drift_tests
+from .report_page import report_page_in_a_browser
 
 STATE = state_root()
 
@@ -34,6 +35,8 @@ def test_up_converges_and_verifies(lab):
     # skips must carry their reason (missing kernel features), never silently pass
     if s["skipped"]:
         assert "skipped: kernel has no" in run.out
+    # up ends with the report page's path
+    assert run.out.strip().splitlines()[-1].startswith("report: "), run.out[-2000:]
 
 
 def test_second_up_changes_nothing(lab):
@@ -41,6 +44,14 @@ def test_second_up_changes_nothing(lab):
     assert run.rc == 0, run.out + run.err
     assert run.summary["changed"] == 0, run.out
     assert "node image (" in run.out and "cached" in run.out
+
+
+def test_report_page_in_a_browser(lab):
+    """`up` wrote the page; `swarmlab report` with a workload running: headless Chromium shows every
+    node, overlay and the published port in the SVG; the screenshot is saved under reports/."""
+    assert (STATE / lab.spec.name / "report.html").exists(), "up did not write the report"
+    shot, _ = report_page_in_a_browser(lab)
+    print(f"screenshot: {shot}")
 
 
 # break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)
