@@ -49,14 +49,19 @@ def overlays(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for net in facts.get("networks") or []:
             if net["driver"] != "overlay":
                 continue
-            o = out.setdefault(net["name"], {**net, "carriers": set()})
+            o = out.setdefault(net["name"], {**net, "carriers": set(), "holders": set()})
+            o["holders"].add(node)
             o["peers"] = sorted(set(o["peers"]) | set(net["peers"]))
             if net["peers"] or net["endpoints"]:
                 o["carriers"].add(node)
     ip_of = {n: f.get("docker", {}).get("node_addr") for n, f in data["nodes"].items() if "docker" in f}
+    managers = {n for n, f in data["nodes"].items() if (f.get("docker") or {}).get("is_manager")}
     for o in out.values():
         o["carriers"] |= {n for n, ip in ip_of.items() if ip and ip in o["peers"]}
         o["carriers"] = sorted(o["carriers"])
+        # swarm networks are defined by the managers; a worker-only copy is one being removed
+        o["stale"] = bool(managers) and not (managers & o["holders"])
+        o["holders"] = sorted(o["holders"])
     return out
 
 
@@ -86,7 +91,11 @@ def differences(spec: LabSpec, data: dict[str, Any]) -> list[dict[str, str]]:
     for name, o in sorted(live.items()):
         if o["ingress"]:
             continue
-        if name not in wanted:
+        if o["stale"]:
+            diffs.append({"kind": "stale overlay", "subject": name,
+                          "text": f"overlay {name} is gone from the swarm but still on {', '.join(o['holders'])} "
+                          "(a worker drops its copy shortly)"})
+        elif name not in wanted:
             diffs.append({"kind": "extra overlay", "subject": name, "text": f"overlay {name} is not in the spec"})
         elif o["encrypted"] != bool(wanted[name].encrypted):
             diffs.append({"kind": "overlay differs", "subject": name,
@@ -185,7 +194,8 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
                     c.edge(pid, _id(node.name, "ns", p["to"]), style="dashed")
     for name, o in sorted(overlays(data).items()):
         oid = _id("overlay", name)
-        extra = diffs.get(("extra overlay", name)) or diffs.get(("overlay differs", name))
+        extra = diffs.get(("extra overlay", name)) or diffs.get(("overlay differs", name)) \
+            or diffs.get(("stale overlay", name))
         label = (f"overlay {name}{' (ingress)' if o['ingress'] else ''}\n{', '.join(o['subnets'])}"
                  f"\nVXLAN id {o['vxlan_id'] or '?'} · {'encrypted' if o['encrypted'] else 'not encrypted'}")
         if not o["carriers"]:

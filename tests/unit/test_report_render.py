@@ -121,3 +121,14 @@ def test_veth_peers_are_matched_to_their_container():
     assert [ns["kind"] for ns in facts["namespaces"]] == ["container"]  # its sandbox netns is not repeated
     assert facts["containers"][0]["ports"] == [{"container": "80/tcp", "host_ip": "0.0.0.0", "host_port": "18080"}]
     assert facts["kernel"] == {"release": "6.1.0", "features": {"vxlan": "yes", "ip_vs": "no"}}
+
+
+def test_a_worker_only_overlay_is_stale_not_extra(tmp_path, data):
+    """Right after `docker stack rm` a worker keeps its copy of the stack's network for a while."""
+    data["nodes"]["r3"]["networks"].append({
+        "name": "swarmlab-probe_default", "id": "x", "driver": "overlay", "scope": "swarm",
+        "subnets": ["10.128.130.0/24"], "bridge": None, "vxlan_id": "4099", "encrypted": False,
+        "ingress": False, "attachable": False, "peers": [], "endpoints": {}})
+    diffs = render.differences(_spec(tmp_path), data)
+    assert [(d["kind"], d["subject"]) for d in diffs] == [("stale overlay", "swarmlab-probe_default")]
+    assert "still on r3" in diffs[0]["text"]
