@@ -173,7 +173,10 @@ def explain(spec_path: Path | None, node: str, table: str | None, port: int | No
         _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
     except EXPECTED as err:
         _fail(err)
-    facts = collect_lab(spec, path, only=target.name)["nodes"][target.name]
+    try:
+        facts = collect_lab(spec, path, only=target.name)["nodes"][target.name]
+    except Exception as err:  # noqa: BLE001 - no inventory or SSH config for this lab yet
+        _fail(RuntimeError(f"could not reach {node}: {type(err).__name__}: {err}"))
     if facts.get("error"):
         _fail(RuntimeError(f"{node}: {facts['error']}"))
     if port is not None:
