@@ -118,8 +118,12 @@ def _conditions(rule: Rule, table: str, *, skip: set[str] = frozenset()) -> list
         parts.append(f"{word} {dport}" if dst and "destination" not in skip else f"to {word} {dport}")
     if rule.get("--dst-type") is not None and "--dst-type" not in skip:
         kind = rule.get("--dst-type").lower()
-        parts.append(f"to an address that is not {kind}" if rule.negated("--dst-type")
-                     else "to any local address" if kind == "local" else f"to a {kind} address")
+        if dst and rule.negated("destination") and kind == "local" and not rule.negated("--dst-type") \
+                and "destination" not in skip:
+            parts[-1] = f"to a local address outside {_addr(dst)}"  # `! -d 127.0.0.0/8 --dst-type LOCAL`
+        else:
+            parts.append(f"to an address that is not {kind}" if rule.negated("--dst-type")
+                         else "to any local address" if kind == "local" else f"to a {kind} address")
     if (icmp := rule.get("--icmp-type")) is not None:
         parts.append(f"of icmp type {icmp} ({ICMP.get(icmp, 'see RFC 792')})")
     if (iface := rule.get("in")) and "in" not in skip:
@@ -263,7 +267,9 @@ def _dnat(rule: Rule, table: str) -> str:
     port = f" to port {rule.dport}" if rule.dport else ""
     sentence = f"DNAT: {proto}{port} {where or 'on any address'} goes to {to}"
     rest = _conditions(rule, table, skip={"destination", "--dport", "--dst-type"})
-    if rest:
+    if rest == [f"arriving on any interface but {rule.get('in')}"]:
+        sentence += f" (not for packets arriving on {rule.get('in')})"
+    elif rest:
         sentence += f" (only packets {' and '.join(rest)})"
     if rule.chain == "DOCKER_OUTPUT":
         sentence += ": the embedded DNS server of the container's network"

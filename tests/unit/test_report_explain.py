@@ -153,3 +153,35 @@ def test_trace_of_a_published_port_from_another_node(engine):
     _, closed = walk(tables["filter"], "filter", "FORWARD",
                      Packet("tcp", "172.17.0.2", 81, src="10.93.0.12", in_iface="eth0", out_iface="docker0"))
     assert closed != "ACCEPT"
+
+
+# what a swarm node writes for a service publishing 8080 through the routing mesh (ingress)
+INGRESS = {
+    "nat": ["-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS",
+            "-A DOCKER-INGRESS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:8080",
+            "-A DOCKER-INGRESS -j RETURN"],
+    "filter": ["-A FORWARD -j DOCKER-INGRESS",
+               "-A DOCKER-INGRESS -p tcp -m tcp --dport 8080 -j ACCEPT",
+               "-A DOCKER-INGRESS -p tcp -m state --state RELATED,ESTABLISHED -m tcp --sport 8080 -j ACCEPT",
+               "-A DOCKER-INGRESS -j RETURN"],
+}
+
+
+def test_routing_mesh_rules():
+    items = [e for t, lines in INGRESS.items() for e in explain_lines(lines, t)]
+    assert {i.group for i in items} == {"Swarm routing mesh (ingress)"}
+    sentences = _sentences(items)
+    assert ("DNAT: tcp to port 8080 on any local address goes to 172.18.0.2:8080: the swarm routing mesh "
+            "(ingress) takes it to a task of the service") in sentences
+    assert ("DOCKER-INGRESS: tcp packets from port 8080 that belong to a connection already set up (replies) "
+            "are accepted") in sentences
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_output_to_local_addresses_outside_loopback(engine):
+    sentences = _sentences(explain_save(_load(engine)))
+    assert ("OUTPUT: packets to a local address outside 127.0.0.0/8 go through DOCKER (port publishing: DNAT "
+            "of the ports containers publish)") in sentences
+    dnat = explain_lines(_with_published(engine)["nat"], "nat")
+    assert ("DNAT: tcp to port 18080 on any local address goes to 172.17.0.2:80 (not for packets arriving on "
+            "docker0)") in _sentences(dnat)
