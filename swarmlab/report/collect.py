@@ -35,6 +35,7 @@ sec() {{ printf '\\n{SECTION}%s\\n' "$*"; }}
 sec addr; ip -j -d addr
 sec nat; iptables-save -t nat
 sec filter; iptables-save -t filter
+sec nft; command -v nft >/dev/null && nft list table inet swarmlab 2>/dev/null
 sec info; docker info --format '{{{{json .}}}}'
 sec networks; docker network ls -q | xargs -r docker network inspect
 sec containers; docker ps -q | xargs -r docker inspect
@@ -169,6 +170,7 @@ def parse_node(sections: dict[str, str]) -> dict[str, Any]:
         "networks": networks,
         "containers": containers,
         "iptables": {"nat": sections.get("nat", ""), "filter": sections.get("filter", "")},
+        "nftables": sections.get("nft", ""),  # the nftables firewall backend's own table (Manjaro)
         "docker": {"version": info.get("ServerVersion"), "swarm_state": swarm.get("LocalNodeState"),
                    "node_addr": swarm.get("NodeAddr"), "is_manager": swarm.get("ControlAvailable"),
                    "managers": swarm.get("Managers"), "nodes": swarm.get("Nodes")},

@@ -132,3 +132,10 @@ def test_a_worker_only_overlay_is_stale_not_extra(tmp_path, data):
     diffs = render.differences(_spec(tmp_path), data)
     assert [(d["kind"], d["subject"]) for d in diffs] == [("stale overlay", "swarmlab-probe_default")]
     assert "still on r3" in diffs[0]["text"]
+
+
+def test_nftables_firewall_is_shown_raw_and_marked(tmp_path, data):
+    data["nodes"]["r1"]["nftables"] = "table inet swarmlab {\n\tchain input {\n\t\ttcp dport 2377 accept\n\t}\n}"
+    page = render.html(_spec(tmp_path), data)
+    assert "⚠ not explained (nftables syntax, shown as listed)" in page
+    assert "tcp dport 2377 accept" in page
