@@ -5,19 +5,19 @@ VENV ?= .venv
 SPEC ?= labs/local.yaml
 PYTHON ?= python3
 
-.PHONY: lab test unit live lint down status bench setup host
+.PHONY: lab test unit live lint down status bench setup host browser
 
 lab: setup host
 	$(VENV)/bin/swarmlab up --spec $(SPEC)
 
-test: setup host
+test: setup host browser
 	$(VENV)/bin/ruff check swarmlab deploys inventories tests bench
 	$(VENV)/bin/pytest tests -q -rs --durations=15
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit -q -rs
 
-live: setup host
+live: setup host browser
 	$(VENV)/bin/pytest tests/live -q -rs
 
 lint: setup
@@ -42,3 +42,7 @@ $(VENV)/.installed: pyproject.toml
 
 host:
 	bash scripts/host-setup.sh
+
+# headless Chromium for the report page's browser test (tests/live/report_page.py), not for make lab
+browser:
+	SWARMLAB_WITH_BROWSER=1 bash scripts/host-setup.sh

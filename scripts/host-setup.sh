@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make this machine able to run the container lab: a Docker engine, debootstrap, an SSH client
-# (and vagrant for the Vagrantfile checks, sudo for the nightly-cell tests' non-root CI user). Installs what is missing when root; otherwise says
+# (and vagrant for the Vagrantfile checks, sudo for the nightly-cell tests' non-root CI user,
+# graphviz for the report page, chromium with SWARMLAB_WITH_BROWSER=1 for its browser test).
+# Installs what is missing when root; otherwise says
 # exactly what to install. Starts dockerd when no engine answers (with or without systemd).
 set -euo pipefail
 
@@ -10,6 +12,9 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v iptables >/dev/null || need+=(iptables)
 command -v sudo >/dev/null || need+=(sudo)
+command -v dot >/dev/null || need+=(graphviz)   # the report page's topology (swarmlab report)
+# the report page's browser test only (make test / make live), never for make lab
+if [ "${SWARMLAB_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
 if [ "${SWARMLAB_WITH_VAGRANT:-1}" = 1 ]; then command -v vagrant >/dev/null || need+=(vagrant); fi
 
 if [ ${#need[@]} -gt 0 ]; then

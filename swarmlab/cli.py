@@ -76,7 +76,7 @@ def up(spec_path: Path | None, verify: bool, cache: bool) -> None:
         spec, path = _load(spec_path)
         click.echo(CONTAINER_LAB_GRANTS, err=True)
         pipeline.nodes_up(spec, cache=cache)
-        deploy_and_verify(spec, path, verify)
+        deploy_and_verify(spec, path, verify, report=True)
     except EXPECTED as err:
         _fail(err)
 
@@ -108,7 +108,7 @@ def verify_cmd(spec_path: Path | None, check: str | None) -> None:
     sys.exit(1 if result.failed else 0)
 
 
-def deploy_and_verify(spec: LabSpec, path: Path, verify: bool) -> None:
+def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = False) -> None:
     with pipeline.phase("deploy") as info:
         result = pipeline.run_deploy(spec, path, progress=click.echo)
         info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
@@ -119,8 +119,77 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool) -> None:
     if verify and not result.failed_hosts:
         checked = _verify(spec, path)
     click.echo(pipeline.summary_line(result, checked, len(spec.nodes)))
+    if report and not result.failed_hosts:
+        _report(spec, path, must=False)  # last: the page's path is the last line `up` prints
     if result.failed_hosts or (checked and checked.failed):
         sys.exit(1)
+
+
+def _report(spec: LabSpec, path: Path, must: bool) -> None:
+    """Collect the live facts and write the page; as the last step of `up` a failure only warns."""
+    from swarmlab.report import build_report
+
+    try:
+        with pipeline.phase("report") as info:
+            built = build_report(spec, path)
+            info["detail"] = f"collected in {built.collect_seconds}s"
+    except Exception as err:  # noqa: BLE001 - the lab is up and verified; the page is extra
+        if must:
+            raise pipeline.PipelineError(f"report: {type(err).__name__}: {err}") from err
+        click.echo(f"warning: no report ({type(err).__name__}: {err})", err=True)
+        return
+    for diff in built.differences:
+        click.echo(f"  differs from the spec: {diff['text']}")
+    click.echo(f"report: {built.html_path}  (facts: {built.json_path})")
+
+
+@main.command()
+@spec_option
+def report(spec_path: Path | None) -> None:
+    """Collect the lab's live facts and write .state/<lab>/report.json and report.html."""
+    try:
+        spec, path = _load(spec_path)
+        _report(spec, path, must=True)
+    except EXPECTED as err:
+        _fail(err)
+
+
+@main.command()
+@spec_option
+@click.argument("node")
+@click.option("--table", type=click.Choice(["nat", "filter"]), default=None, help="Only this table.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Trace a published port: DNAT rule -> container -> filter rules from another lab node.")
+def explain(spec_path: Path | None, node: str, table: str | None, port: int | None) -> None:
+    """Explain NODE's nat and filter rules in plain sentences (live, over SSH)."""
+    from swarmlab.report.collect import collect_lab
+    from swarmlab.report.explain import explain_save, grouped
+    from swarmlab.report.trace import trace_port
+
+    try:
+        spec, path = _load(spec_path)
+        target = spec.node(node)
+    except KeyError:
+        _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
+    except EXPECTED as err:
+        _fail(err)
+    try:
+        facts = collect_lab(spec, path, only=target.name)["nodes"][target.name]
+    except Exception as err:  # noqa: BLE001 - no inventory or SSH config for this lab yet
+        _fail(RuntimeError(f"could not reach {node}: {type(err).__name__}: {err}"))
+    if facts.get("error"):
+        _fail(RuntimeError(f"{node}: {facts['error']}"))
+    if port is not None:
+        other = next((n for n in spec.nodes if n.name != target.name), target)
+        for line in trace_port(facts, target.ip, other.ip, port, iface=spec.network.interface):
+            click.echo(line)
+        return
+    tables = (table,) if table else ("nat", "filter")
+    text = "\n".join(facts["iptables"][t] for t in tables)
+    for group, items in grouped(explain_save(text, tables)).items():
+        click.echo(f"== {group}")
+        for item in items:
+            click.echo(f"  {item.sentence}" if item.sentence else f"  [not explained] {item.raw}")
 
 
 def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.VerifyResult:

@@ -127,6 +127,8 @@ def converge_tests():
         # skips must carry their reason (missing kernel features), never silently pass
         if s["skipped"]:
             assert "skipped: kernel has no" in run.out
+        # up ends with the lab report (the page's path)
+        assert any(line.startswith("report: ") for line in run.out.splitlines()), run.out[-2000:]
 
     def test_second_up_changes_nothing(lab):
         run = lab.run("up", "--no-verify")

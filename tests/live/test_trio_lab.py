@@ -18,6 +18,7 @@ from swarmlab.state import PROJECT_ROOT, state_root
 
 from .conftest import converge_tests, lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
 from .drift import drift_tests
+from .report_page import report_page_in_a_browser
 
 STATE = state_root()
 
@@ -26,6 +27,14 @@ lab = lab_fixture("trio")
 
 
 test_up_converges_and_verifies, test_second_up_changes_nothing = converge_tests()
+
+
+def test_report_page_in_a_browser(lab):
+    """`up` wrote the page; `swarmlab report` with a workload running: headless Chromium shows every
+    node, overlay and the published port in the SVG; the screenshot is saved under reports/."""
+    assert (STATE / lab.spec.name / "report.html").exists(), "up did not write the report"
+    shot, _ = report_page_in_a_browser(lab)
+    print(f"screenshot: {shot}")
 
 
 # break each checked state, verify names it, a deploy re-run repairs it (tests/live/drift.py)

@@ -45,3 +45,31 @@ def test_up_with_a_bad_spec_touches_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["up", "--spec", str(bad)])
     assert result.exit_code == 2
     assert "nodes: no node has role: manager" in result.output
+
+
+def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tmp_path):
+    """The page is the last step of `up`; when it cannot be built, `up` still passes."""
+    import swarmlab.cli as cli
+    import swarmlab.pipeline as pipeline
+    import swarmlab.report as report
+
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    monkeypatch.setattr(pipeline, "nodes_up", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "run_deploy", lambda *a, **k: pipeline.DeployResult(
+        hosts=3, changed=0, failed_hosts=[], seconds=1.0, log=tmp_path / "deploy.log"))
+
+    def broken(*_a, **_k):
+        raise OSError("ssh: connect to host 10.77.0.11 port 22: Connection refused")
+
+    monkeypatch.setattr(report, "build_report", broken)
+    result = CliRunner().invoke(cli.main, ["up", "--no-verify", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "warning: no report (OSError: ssh: connect to host 10.77.0.11 port 22" in result.output
+    assert "summary: hosts=3 changed=0 failed=0" in result.output and "✗ report" in result.output
+
+    monkeypatch.setattr(report, "build_report", lambda spec, path: report.ReportResult(
+        tmp_path / "report.json", tmp_path / "report.html", 0.9, []))
+    result = CliRunner().invoke(cli.main, ["up", "--no-verify", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"report: {tmp_path / 'report.html'}  (facts: {tmp_path / 'report.json'})")

@@ -1,0 +1,28 @@
+"""`swarmlab report`: live facts of a lab (collect), its rules in plain words (explain), one HTML
+page with the topology (render)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmlab.spec import LabSpec
+from swarmlab.state import lab_state_dir
+
+
+@dataclass
+class ReportResult:
+    json_path: Path
+    html_path: Path
+    collect_seconds: float
+    differences: list[dict[str, str]]
+
+
+def build_report(spec: LabSpec, spec_file: Path) -> ReportResult:
+    """Collect over SSH, save report.json, render report.html (both in .state/<lab>/)."""
+    from swarmlab.report import collect, render
+
+    data = collect.collect_lab(spec, spec_file)
+    json_path = collect.save(data)
+    html_path = render.write(spec, data, lab_state_dir(spec.name) / "report.html")
+    return ReportResult(json_path, html_path, data["seconds"], render.differences(spec, data))
