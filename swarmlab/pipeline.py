@@ -86,7 +86,8 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = Tr
         provider.ensure_network(spec)
         proxy = None
         if cache and lab_uses_cache(spec):  # no cache (nor its image) for a lab of pacman nodes
-            url = ensure_cache(spec, provider.LabNames(spec.name).network)
+            url = ensure_cache(spec, provider.LabNames(spec.name).network,
+                               log=lambda m: out(f"    {m}"))
             proxy = proxy_config(url)
             out(f"    package cache {url}")
         started = [n.name for n in spec.nodes if provider.start_node(spec, n, NodeImage(n.distro))]
