@@ -1,23 +1,26 @@
 # The two commands (both complete on a fresh Debian/Ubuntu machine as root):
-#   make lab    container lab up -> deploy -> verify (labs/local.yaml)
-#   make test   unit tests + live tests (they bring up and tear down their own labs)
+#   make lab    container lab up -> deploy -> verify (labs/local.yaml); installs no vagrant
+#   make test   unit tests + live tests (they bring up and tear down their own labs); installs
+#               vagrant too (the Vagrant docker-provider test)
+# and the Vagrant docker-provider path: make vagrant (up -> deploy -> verify), make vagrant-down
 VENV ?= .venv
 SPEC ?= labs/local.yaml
+VAGRANT_SPEC ?= tests/live/labs/vagrant.yaml
 PYTHON ?= python3
 
-.PHONY: lab test unit live lint down status bench setup host
+.PHONY: lab test unit live lint down status bench setup host host-vagrant vagrant vagrant-down
 
 lab: setup host
 	$(VENV)/bin/swarmlab up --spec $(SPEC)
 
-test: setup host
+test: setup host-vagrant
 	$(VENV)/bin/ruff check swarmlab deploys inventories tests bench
 	$(VENV)/bin/pytest tests -q -rs --durations=15
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit -q -rs
 
-live: setup host
+live: setup host-vagrant
 	$(VENV)/bin/pytest tests/live -q -rs
 
 lint: setup
@@ -40,5 +43,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
+# what the container lab needs: a Docker engine, debootstrap, ssh, iptables, sudo
 host:
 	bash scripts/host-setup.sh
+
+# the same and vagrant (with its Ruby stack): only the targets that run Vagrant
+host-vagrant:
+	bash scripts/host-setup.sh --vagrant
+
+# the Vagrant docker provider: node image, lab network and key, then vagrant up, deploy, verify
+vagrant: setup host-vagrant
+	eval "$$($(VENV)/bin/swarmlab vagrant-prep --spec '$(VAGRANT_SPEC)')" && \
+	  vagrant up --provider=docker && $(VENV)/bin/swarmlab deploy
+
+vagrant-down: setup
+	eval "$$($(VENV)/bin/swarmlab vagrant-prep --env-only --spec '$(VAGRANT_SPEC)')" && \
+	  vagrant destroy -f && $(VENV)/bin/swarmlab down
