@@ -158,7 +158,7 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool,
 
 def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.VerifyResult:
     with pipeline.phase("verify") as info:
-        result = pipeline.run_verify(spec, path, check=check)
+        result = pipeline.run_verify(spec, path, check=check, progress=click.echo)
         info["detail"] = f"passed={result.passed} failed={result.failed} skipped={result.skipped}"
     for reason in result.skip_reasons:
         click.echo(f"  skipped: {reason}")

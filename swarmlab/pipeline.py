@@ -213,9 +213,10 @@ VERIFY_PHASES = (("state", "not workload"), ("workload", "workload"))
 
 
 def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
-               check: str | None = None) -> VerifyResult:
+               check: str | None = None,
+               progress: Callable[[str], None] = lambda _: None) -> VerifyResult:
     """Run the testinfra suite against the spec's hosts (`check`: a pytest -k expression);
-    parse its JUnit reports."""
+    parse its JUnit reports. `progress` hears each phase as it starts."""
     state = lab_state_dir(spec.name)
     start = time.monotonic()
     totals = {"tests": 0, "failed": 0, "skipped": 0}
@@ -224,6 +225,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
     logs = []
     phase_reports = []
     for phase_name, marker in VERIFY_PHASES:
+        progress(f"    · {phase_name} checks (+{time.monotonic() - start:.1f}s)")
         report = state / f"verify-{phase_name}-junit.xml"
         report.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "-p", "no:cacheprovider",

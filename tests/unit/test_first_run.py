@@ -267,7 +267,7 @@ def fake_run(monkeypatch, failed_hosts: list[str]) -> None:
         return pipeline.DeployResult(hosts=3, changed=5, failed_hosts=failed_hosts, seconds=1.0,
                                      log=Path("/dev/null"))
 
-    def verify(spec, path, check=None):
+    def verify(spec, path, check=None, progress=print):
         return pipeline.VerifyResult(passed=9, failed=0, skipped=0, seconds=1.0, skip_reasons=[],
                                      report=Path("/dev/null"))
 

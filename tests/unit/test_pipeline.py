@@ -54,3 +54,24 @@ def test_phase_prints_status_lines():
     with pytest.raises(RuntimeError), pipeline.phase("deploy", lines.append):
         raise RuntimeError("boom")
     assert lines[-1].startswith("  ✗ deploy (")
+
+
+def test_verify_says_each_phase_as_it_starts(tmp_path, monkeypatch):
+    """The verify phase is not silent for its whole run: each pytest phase is announced."""
+    import subprocess
+
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    junit = ('<testsuite tests="2" failures="0" errors="0" skipped="0">'
+             '<testcase name="a"/><testcase name="b"/></testsuite>')
+
+    def fake_pytest(cmd, **_kw):
+        report = next(a for a in cmd if a.startswith("--junitxml=")).split("=", 1)[1]
+        Path(report).write_text(junit)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(pipeline.subprocess, "run", fake_pytest)
+    said: list[str] = []
+    spec = load_spec(ROOT / "labs" / "local.yaml")
+    result = pipeline.run_verify(spec, Path("labs/local.yaml"), progress=said.append)
+    assert [line.split(" (")[0] for line in said] == ["    · state checks", "    · workload checks"]
+    assert result.passed == 4 and result.failed == 0
