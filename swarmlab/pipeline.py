@@ -86,10 +86,11 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = Tr
         provider.ensure_network(spec)
         proxy = None
         if cache and lab_uses_cache(spec):  # no cache (nor its image) for a lab of pacman nodes
+            began = time.monotonic()
             url = ensure_cache(spec, provider.LabNames(spec.name).network,
                                log=lambda m: out(f"    {m}"))
             proxy = proxy_config(url)
-            out(f"    package cache {url}")
+            out(f"    package cache {url} ({time.monotonic() - began:.1f}s)")
         started = [n.name for n in spec.nodes if provider.start_node(spec, n, NodeImage(n.distro))]
         pubkey = key.with_suffix(".pub").read_text()
         for node in spec.nodes:

@@ -79,10 +79,11 @@ def cache_address(spec: LabSpec) -> str:
 
 def ensure_cache(spec: LabSpec, network: str, log: Callable[[str], None] = _silent) -> str:
     """Run the cache container, attach it to the lab network; return the proxy URL."""
+    start = time.monotonic()
     running = docker("ps", "-q", "--filter", f"name=^{CACHE_CONTAINER}$").strip()
     if not running:
         image = cache_image(log)
-        log(f"package cache: starting container {CACHE_CONTAINER}")
+        log(f"package cache: starting container {CACHE_CONTAINER} (+{time.monotonic() - start:.1f}s)")
         docker("rm", "-f", CACHE_CONTAINER, check=False)
         docker("volume", "create", "--label", CACHE_LABEL, CACHE_VOLUME)
         docker(
@@ -97,7 +98,7 @@ def ensure_cache(spec: LabSpec, network: str, log: Callable[[str], None] = _sile
         docker("network", "disconnect", "-f", network, CACHE_CONTAINER)
         nets = {}
     if network not in nets:
-        log(f"package cache: joining {network} at {ip}")
+        log(f"package cache: joining {network} at {ip} (+{time.monotonic() - start:.1f}s)")
         docker("network", "connect", "--ip", ip, network, CACHE_CONTAINER)
     _wait_listening()
     return f"http://{ip}:{CACHE_PORT}"

@@ -346,3 +346,20 @@ def test_vagrant_prep_refuses_a_lab_of_several_distros(state: Path, tmp_path) ->
     assert result.exit_code == 2
     assert "runs every node from one image" in result.output
     assert "give all nodes one distro" in result.output
+
+
+def test_package_cache_start_says_what_it_does(engine: Engine, monkeypatch) -> None:
+    """A cache that is not running: its image, the start and the network join are each said."""
+    engine.container(cache.CACHE_CONTAINER, running=False)
+    engine.containers[f"id-{cache.CACHE_CONTAINER}"]["NetworkSettings"]["Networks"] = {}
+    monkeypatch.setattr(cache, "cache_image", lambda log: log("package cache: image") or "acng:1")
+    monkeypatch.setattr(cache, "_wait_listening", lambda: None)
+    said: list[str] = []
+    url = cache.ensure_cache(load_spec(LOCAL), "swarmlab-local", log=said.append)
+    assert url == "http://10.77.0.254:3142"
+    assert [line.split(" (+")[0] for line in said] == [
+        "package cache: image",
+        f"package cache: starting container {cache.CACHE_CONTAINER}",
+        "package cache: joining swarmlab-local at 10.77.0.254",
+    ]
+    assert all(line.endswith("s)") for line in said[1:])
