@@ -53,9 +53,9 @@ host-vagrant:
 
 # the Vagrant docker provider: node image, lab network and key, then vagrant up, deploy, verify
 vagrant: setup host-vagrant
-	eval "$$($(VENV)/bin/swarmlab vagrant-prep --spec '$(VAGRANT_SPEC)')" && \
+	exports="$$($(VENV)/bin/swarmlab vagrant-prep --spec '$(VAGRANT_SPEC)')" && eval "$$exports" && \
 	  vagrant up --provider=docker && $(VENV)/bin/swarmlab deploy
 
 vagrant-down: setup
-	eval "$$($(VENV)/bin/swarmlab vagrant-prep --env-only --spec '$(VAGRANT_SPEC)')" && \
-	  vagrant destroy -f && $(VENV)/bin/swarmlab down
+	exports="$$($(VENV)/bin/swarmlab vagrant-prep --env-only --spec '$(VAGRANT_SPEC)')" && \
+	  eval "$$exports" && vagrant destroy -f && $(VENV)/bin/swarmlab down
