@@ -21,6 +21,7 @@ from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
 from swarmlab.inventory import write_container_connection
+from swarmlab.progress import run_streamed
 from swarmlab.spec import LabSpec
 from swarmlab.state import PROJECT_ROOT, lab_state_dir
 
@@ -233,11 +234,15 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
                f"--junitxml={report}", "-m", marker, *VERIFY_PARALLEL, *(extra or [])]
         if check:
             cmd += ["-k", check]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
-        logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{proc.stdout}{proc.stderr}")
+        output: list[str] = []
+        # a heartbeat line at most every 10 s while the checks run
+        run_streamed(cmd, f"      {phase_name} checks", progress, sink=output.append,
+                     env=_env(spec_path), cwd=PROJECT_ROOT)
+        text = "\n".join(output)
+        logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{text}\n")
         if not report.exists():
             (state / "verify.log").write_text("\n".join(logs))
-            raise PipelineError(f"the verification did not run:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+            raise PipelineError(f"the verification did not run:\n{text[-5000:]}")
         phase_reports.append(report)
         counts, phase_reasons, phase_failures = _junit(report)
         for key in totals:

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # debootstrap's "I: <Verb> ..." lines -> the stage a user is told about
 DEBOOTSTRAP_STAGES = {
@@ -79,7 +80,7 @@ class Throttle:
             if now - (self._last if self._last is not None else self.start) < self.heartbeat:
                 return None
             self._last = now
-            return f"{self.label}: starting ({now - self.start:.0f} s)"
+            return f"{self.label}: running ({now - self.start:.0f} s)"
         if self._last is None:
             due = True
         elif self.stage != self._said:
@@ -104,13 +105,15 @@ class StreamResult:
 def run_streamed(cmd: list[str], label: str, out: Callable[[str], None],
                  stage_of: Callable[[str], str | None] = lambda _: None,
                  throttle: Throttle | None = None, tick: float = 1.0,
-                 input: str | None = None) -> StreamResult:
+                 input: str | None = None, sink: Callable[[str], None] | None = None,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> StreamResult:
     """Run `cmd` (stderr into stdout), reporting its stage through `throttle` as lines arrive
-    and every `tick` seconds while it is silent. Keeps the last 30 lines for error messages."""
+    and every `tick` seconds while it is silent. Keeps the last 30 lines for error messages;
+    `sink` gets every line."""
     gate = throttle or Throttle(label)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                            text=True, errors="replace")
+                            text=True, errors="replace", env=env, cwd=cwd)
     if input is not None:
         assert proc.stdin is not None
         proc.stdin.write(input)
@@ -134,6 +137,8 @@ def run_streamed(cmd: list[str], label: str, out: Callable[[str], None],
             break
         if line:
             tail.append(line)
+            if sink is not None:
+                sink(line)
         said = gate.update(stage_of(line) if line else None)
         if said:
             out(said)

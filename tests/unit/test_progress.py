@@ -86,7 +86,7 @@ def test_a_step_without_stages_says_only_the_heartbeat():
     clock.now += 9
     assert gate.update(None) is None
     clock.now += 1
-    assert gate.update(None) == "docker import: starting (10 s)"
+    assert gate.update(None) == "docker import: running (10 s)"
     clock.now += 5
     assert gate.update(None) is None
 
