@@ -363,3 +363,17 @@ def test_package_cache_start_says_what_it_does(engine: Engine, monkeypatch) -> N
         "package cache: joining swarmlab-local at 10.77.0.254",
     ]
     assert all(line.endswith("s)") for line in said[1:])
+
+
+def test_readme_vagrant_docker_provider_is_three_commands() -> None:
+    """The README's docker-provider path: vagrant-prep, vagrant up, deploy; no python one-liner."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Docker provider (no VM)", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == [
+        'eval "$(swarmlab vagrant-prep --spec tests/live/labs/vagrant.yaml)"',
+        "vagrant up --provider=docker",
+        "swarmlab deploy",
+    ]
+    assert "python -c" not in section
