@@ -1,23 +1,26 @@
 # The two commands (both complete on a fresh Debian/Ubuntu machine as root):
-#   make lab    container lab up -> deploy -> verify (labs/local.yaml)
-#   make test   unit tests + live tests (they bring up and tear down their own labs)
+#   make lab    container lab up -> deploy -> verify (labs/local.yaml); installs no vagrant
+#   make test   unit tests + live tests (they bring up and tear down their own labs); installs
+#               vagrant too (the Vagrant docker-provider test)
+# and the Vagrant docker-provider path: make vagrant (up -> deploy -> verify), make vagrant-down
 VENV ?= .venv
 SPEC ?= labs/local.yaml
+VAGRANT_SPEC ?= tests/live/labs/vagrant.yaml
 PYTHON ?= python3
 
-.PHONY: lab test unit live lint down status bench setup host browser
+.PHONY: lab test unit live lint down status bench setup host host-vagrant browser vagrant vagrant-down
 
 lab: setup host
 	$(VENV)/bin/swarmlab up --spec $(SPEC)
 
-test: setup host browser
+test: setup host-vagrant browser
 	$(VENV)/bin/ruff check swarmlab deploys inventories tests bench
 	$(VENV)/bin/pytest tests -q -rs --durations=15
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit -q -rs
 
-live: setup host browser
+live: setup host-vagrant browser
 	$(VENV)/bin/pytest tests/live -q -rs
 
 lint: setup
@@ -40,9 +43,23 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
+# what the container lab needs: a Docker engine, debootstrap, ssh, iptables, sudo
 host:
 	bash scripts/host-setup.sh
 
 # headless Chromium for the report page's browser test (tests/live/report_page.py), not for make lab
 browser:
 	SWARMLAB_WITH_BROWSER=1 bash scripts/host-setup.sh
+
+# the same and vagrant (with its Ruby stack): only the targets that run Vagrant
+host-vagrant:
+	bash scripts/host-setup.sh --vagrant
+
+# the Vagrant docker provider: node image, lab network and key, then vagrant up, deploy, verify
+vagrant: setup host-vagrant
+	exports="$$($(VENV)/bin/swarmlab vagrant-prep --spec '$(VAGRANT_SPEC)')" && eval "$$exports" && \
+	  vagrant up --provider=docker && $(VENV)/bin/swarmlab deploy
+
+vagrant-down: setup
+	exports="$$($(VENV)/bin/swarmlab vagrant-prep --env-only --spec '$(VAGRANT_SPEC)')" && \
+	  eval "$$exports" && vagrant destroy -f && $(VENV)/bin/swarmlab down

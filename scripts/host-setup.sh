@@ -1,37 +1,58 @@
 #!/usr/bin/env bash
-# Make this machine able to run the container lab: a Docker engine, debootstrap, an SSH client
-# (and vagrant for the Vagrantfile checks, sudo for the nightly-cell tests' non-root CI user,
-# graphviz for the report page, chromium with SWARMLAB_WITH_BROWSER=1 for its browser test).
-# Installs what is missing when root; otherwise says
-# exactly what to install. Starts dockerd when no engine answers (with or without systemd).
+# Make this machine able to run the container lab: a Docker engine, debootstrap, an SSH client,
+# iptables, sudo (the nightly-cell tests' non-root CI user) and graphviz (the report page).
+# Only what the container lab needs:
+#   scripts/host-setup.sh            `make lab`
+#   scripts/host-setup.sh --vagrant  also vagrant (`make test`'s Vagrant tests, `make vagrant`)
+# (SWARMLAB_WITH_VAGRANT=1 does the same as --vagrant.) Installs what is missing when root;
+# otherwise says exactly what to install. Starts dockerd when no engine answers (with or
+# without systemd).
+# SWARMLAB_WITH_BROWSER=1 also installs chromium (the report page's browser test: make test/live).
 set -euo pipefail
+
+with_vagrant="${SWARMLAB_WITH_VAGRANT:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --vagrant) with_vagrant=1 ;;
+    *) echo "usage: $0 [--vagrant]" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
-command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 command -v ssh >/dev/null || need+=(openssh-client)
-command -v iptables >/dev/null || need+=(iptables)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 command -v sudo >/dev/null || need+=(sudo)
 command -v dot >/dev/null || need+=(graphviz)   # the report page's topology (swarmlab report)
 # the report page's browser test only (make test / make live), never for make lab
 if [ "${SWARMLAB_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
-if [ "${SWARMLAB_WITH_VAGRANT:-1}" = 1 ]; then command -v vagrant >/dev/null || need+=(vagrant); fi
+if [ "$with_vagrant" = 1 ]; then command -v vagrant >/dev/null || need+=(vagrant); fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "swarmlab needs: ${need[*]}. Run as root: apt-get install -y ${need[*]}" >&2
+    echo "swarmlab needs: ${need[*]}. Fix: run this as root (sudo make lab), or install them" \
+         "yourself: sudo apt-get install -y ${need[*]}" >&2
     exit 1
   fi
-  echo "installing ${need[*]}"
+  start=$SECONDS
+  echo "installing ${need[*]} (apt-get)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  echo "installed ${need[*]} ($((SECONDS - start)) s)"
 fi
 
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-  echo "no Docker engine answers: start it (sudo systemctl start docker) or run as root" >&2
+  if docker info 2>&1 | grep -qi 'permission denied'; then
+    echo "the Docker engine runs but $(id -un) may not use it. Fix: sudo usermod -aG docker" \
+         "$(id -un) (then log in again), or run as root" >&2
+  else
+    echo "no Docker engine answers. Fix: sudo systemctl start docker, or run this as root" \
+         "(it starts dockerd)" >&2
+  fi
   exit 1
 fi
 if [ -d /run/systemd/system ]; then

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from swarmlab import pipeline
+from swarmlab import nextsteps, pipeline, preflight
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
@@ -16,9 +17,11 @@ from swarmlab.containerlab.image import ImageError
 from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
 from swarmlab.spec import LabSpec, SpecError, load_spec
 from swarmlab.state import PROJECT_ROOT
+from swarmlab.vagrant_prep import PrepError
 
 CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
-EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError)
+EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError,
+            PrepError)
 
 CONTAINER_LAB_GRANTS = (
     "note: node containers run with every capability, no seccomp or AppArmor confinement and "
@@ -75,10 +78,36 @@ def up(spec_path: Path | None, verify: bool, cache: bool) -> None:
     try:
         spec, path = _load(spec_path)
         click.echo(CONTAINER_LAB_GRANTS, err=True)
+        provider.ensure_engine()
+        preflight.check_same_name(spec, path)
+        preflight.record_spec(spec, path)
         pipeline.nodes_up(spec, cache=cache)
-        deploy_and_verify(spec, path, verify, report=True)
+        deploy_and_verify(spec, path, verify, report=True, then=lambda: click.echo(
+            "\n".join(nextsteps.next_steps(spec, path, nextsteps.program()))))
     except EXPECTED as err:
         _fail(err)
+
+
+@main.command("vagrant-prep")
+@spec_option
+@click.option("--env-only", is_flag=True, help="Only print the environment; build nothing.")
+def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
+    """Vagrant docker provider: node image, lab network, lab key; prints the exports.
+
+    Use: eval "$(swarmlab vagrant-prep --spec S)" && vagrant up --provider=docker
+    """
+    from swarmlab.vagrant_prep import export_lines, prepare, vagrant_env
+
+    try:
+        spec, path = _load(spec_path)
+        env = vagrant_env(spec, path) if env_only else prepare(
+            spec, path, log=lambda m: click.echo(m, err=True))
+    except EXPECTED as err:
+        _fail(err)
+    click.echo("\n".join(export_lines(env)))
+    if not env_only:
+        click.echo("next: vagrant up --provider=docker && swarmlab deploy   "
+                   "(after: vagrant destroy -f && swarmlab down)", err=True)
 
 
 @main.command()
@@ -108,7 +137,10 @@ def verify_cmd(spec_path: Path | None, check: str | None) -> None:
     sys.exit(1 if result.failed else 0)
 
 
-def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = False) -> None:
+def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = False,
+                      then: Callable[[], None] | None = None) -> None:
+    """Deploy, verify, the summary line, the report page (`report`); then `then` (e.g.
+    next steps); exit 1 on failures."""
     with pipeline.phase("deploy") as info:
         result = pipeline.run_deploy(spec, path, progress=click.echo)
         info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
@@ -120,7 +152,9 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = Fa
         checked = _verify(spec, path)
     click.echo(pipeline.summary_line(result, checked, len(spec.nodes)))
     if report and not result.failed_hosts:
-        _report(spec, path, must=False)  # last: the page's path is the last line `up` prints
+        _report(spec, path, must=False)  # then the next steps, which name the page again
+    if then is not None:
+        then()
     if result.failed_hosts or (checked and checked.failed):
         sys.exit(1)
 
@@ -194,7 +228,7 @@ def explain(spec_path: Path | None, node: str, table: str | None, port: int | No
 
 def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.VerifyResult:
     with pipeline.phase("verify") as info:
-        result = pipeline.run_verify(spec, path, check=check)
+        result = pipeline.run_verify(spec, path, check=check, progress=click.echo)
         info["detail"] = f"passed={result.passed} failed={result.failed} skipped={result.skipped}"
     for reason in result.skip_reasons:
         click.echo(f"  skipped: {reason}")

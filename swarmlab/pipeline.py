@@ -21,6 +21,7 @@ from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
 from swarmlab.inventory import write_container_connection
+from swarmlab.progress import run_streamed
 from swarmlab.spec import LabSpec
 from swarmlab.state import PROJECT_ROOT, lab_state_dir
 
@@ -86,9 +87,11 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = Tr
         provider.ensure_network(spec)
         proxy = None
         if cache and lab_uses_cache(spec):  # no cache (nor its image) for a lab of pacman nodes
-            url = ensure_cache(spec, provider.LabNames(spec.name).network)
+            began = time.monotonic()
+            url = ensure_cache(spec, provider.LabNames(spec.name).network,
+                               log=lambda m: out(f"    {m}"))
             proxy = proxy_config(url)
-            out(f"    package cache {url}")
+            out(f"    package cache {url} ({time.monotonic() - began:.1f}s)")
         started = [n.name for n in spec.nodes if provider.start_node(spec, n, NodeImage(n.distro))]
         pubkey = key.with_suffix(".pub").read_text()
         for node in spec.nodes:
@@ -212,9 +215,10 @@ VERIFY_PHASES = (("state", "not workload"), ("workload", "workload"))
 
 
 def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
-               check: str | None = None) -> VerifyResult:
+               check: str | None = None,
+               progress: Callable[[str], None] = lambda _: None) -> VerifyResult:
     """Run the testinfra suite against the spec's hosts (`check`: a pytest -k expression);
-    parse its JUnit reports."""
+    parse its JUnit reports. `progress` hears each phase as it starts."""
     state = lab_state_dir(spec.name)
     start = time.monotonic()
     totals = {"tests": 0, "failed": 0, "skipped": 0}
@@ -223,6 +227,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
     logs = []
     phase_reports = []
     for phase_name, marker in VERIFY_PHASES:
+        progress(f"    · {phase_name} checks (+{time.monotonic() - start:.1f}s)")
         report = state / f"verify-{phase_name}-junit.xml"
         report.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "-q", "-rs", "--durations=8",
@@ -230,11 +235,15 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
                *(extra or [])]
         if check:
             cmd += ["-k", check]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(spec_path), cwd=PROJECT_ROOT)
-        logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{proc.stdout}{proc.stderr}")
+        output: list[str] = []
+        # a heartbeat line at most every 10 s while the checks run
+        run_streamed(cmd, f"      {phase_name} checks", progress, sink=output.append,
+                     env=_env(spec_path), cwd=PROJECT_ROOT)
+        text = "\n".join(output)
+        logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{text}\n")
         if not report.exists():
             (state / "verify.log").write_text("\n".join(logs))
-            raise PipelineError(f"the verification did not run:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+            raise PipelineError(f"the verification did not run:\n{text[-5000:]}")
         phase_reports.append(report)
         counts, phase_reasons, phase_failures = _junit(report)
         for key in totals:

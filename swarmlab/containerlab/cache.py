@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NodeImage, ensure_image
 from swarmlab.distros import DISTROS
+from swarmlab.progress import apt_stage, run_streamed
 from swarmlab.spec import LabSpec
 
 CACHE_CONTAINER = "swarmlab-apt-cache"
@@ -30,23 +32,34 @@ ACNG_ARGS = (
 )
 
 
+def _silent(_: str) -> None:
+    """Progress sink that says nothing."""
+
+
 class CacheError(RuntimeError):
     """The package cache could not be started."""
 
 
-def cache_image() -> str:
+def cache_image(log: Callable[[str], None] = _silent) -> str:
     """The cache image tag: the debian-13 node image plus apt-cacher-ng (built once)."""
     base = NodeImage("debian-13")
     tag = f"swarmlab/apt-cache:{base.content_hash}"
     if docker_cli.image_exists(tag):
         return tag
-    ensure_image(base)  # a lab of other nodes (debian-12) has not built it
+    ensure_image(base, log=log)  # a lab of other nodes (debian-12) has not built it
+    log(f"package cache: building {tag} (apt-get install apt-cacher-ng)")
     builder = f"{CACHE_CONTAINER}-build"
     docker("rm", "-f", builder, check=False)
     try:
-        docker("run", "--name", builder, "--entrypoint", "sh", base.tag, "-c",
-               "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-               "--no-install-recommends apt-cacher-ng >/dev/null && rm -rf /var/lib/apt/lists/*")
+        built = run_streamed(
+            ["docker", "run", "--name", builder, "--entrypoint", "sh", base.tag, "-c",
+             "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+             "--no-install-recommends apt-cacher-ng && rm -rf /var/lib/apt/lists/*"],
+            "package cache image", log, stage_of=apt_stage)
+        if built.returncode != 0:
+            raise CacheError("building the package cache image failed (apt-get install "
+                             "apt-cacher-ng); --no-cache runs the lab without it:\n"
+                             + "\n".join(built.tail[-15:]))
         docker("commit", builder, tag)
     finally:
         docker("rm", "-f", builder, check=False)
@@ -64,17 +77,20 @@ def cache_address(spec: LabSpec) -> str:
     raise CacheError(f"network.subnet {spec.network.subnet} has no free address for the cache")
 
 
-def ensure_cache(spec: LabSpec, network: str) -> str:
+def ensure_cache(spec: LabSpec, network: str, log: Callable[[str], None] = _silent) -> str:
     """Run the cache container, attach it to the lab network; return the proxy URL."""
+    start = time.monotonic()
     running = docker("ps", "-q", "--filter", f"name=^{CACHE_CONTAINER}$").strip()
     if not running:
+        image = cache_image(log)
+        log(f"package cache: starting container {CACHE_CONTAINER} (+{time.monotonic() - start:.1f}s)")
         docker("rm", "-f", CACHE_CONTAINER, check=False)
         docker("volume", "create", "--label", CACHE_LABEL, CACHE_VOLUME)
         docker(
             "run", "-d", "--name", CACHE_CONTAINER, "--label", CACHE_LABEL,
             "--restart", "unless-stopped", "--user", "apt-cacher-ng",
             "-v", f"{CACHE_VOLUME}:/var/cache/apt-cacher-ng",
-            "--entrypoint", "/usr/sbin/apt-cacher-ng", cache_image(), *ACNG_ARGS,
+            "--entrypoint", "/usr/sbin/apt-cacher-ng", image, *ACNG_ARGS,
         )
     ip = cache_address(spec)
     nets = docker_cli.inspect(CACHE_CONTAINER)[0]["NetworkSettings"]["Networks"]
@@ -82,6 +98,7 @@ def ensure_cache(spec: LabSpec, network: str) -> str:
         docker("network", "disconnect", "-f", network, CACHE_CONTAINER)
         nets = {}
     if network not in nets:
+        log(f"package cache: joining {network} at {ip} (+{time.monotonic() - start:.1f}s)")
         docker("network", "connect", "--ip", ip, network, CACHE_CONTAINER)
     _wait_listening()
     return f"http://{ip}:{CACHE_PORT}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 
@@ -24,7 +25,28 @@ def docker(*args: str, check: bool = True, input: str | None = None) -> str:
 
 
 def engine_available() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return engine_problem() is None
+
+
+def engine_problem() -> str | None:
+    """None when `docker info` answers; else what is wrong and its fix."""
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return ("no Docker engine: the docker CLI is not installed. Fix: run `make lab` as root "
+                "(scripts/host-setup.sh installs docker.io and starts dockerd), or: "
+                "sudo apt-get install -y docker.io")
+    if proc.returncode == 0:
+        return None
+    if "permission denied" in proc.stderr.lower():
+        user = getpass.getuser()
+        return (f"the Docker engine runs but user {user} may not use it (permission denied on "
+                f"its socket). Fix: sudo usermod -aG docker {user}, then log in again; or run as "
+                "root")
+    return ("no Docker engine answers on this machine (docker info: "
+            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'}). "
+            "Fix: sudo systemctl start docker, or run `make lab` as root (it installs docker.io "
+            "and starts dockerd)")
 
 
 def image_exists(tag: str) -> bool:

@@ -11,11 +11,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.distros import DISTROS
+from swarmlab.progress import Throttle, debootstrap_stage, run_streamed
 
 MIRROR = os.environ.get("SWARMLAB_MIRROR", "http://deb.debian.org/debian")
 IMAGE_REPO = "swarmlab/node"
@@ -166,7 +169,7 @@ class ImageError(RuntimeError):
     """The node image cannot be built here."""
 
 
-def ensure_image(image: NodeImage, log=print) -> bool:
+def ensure_image(image: NodeImage, log: Callable[[str], None] = print) -> bool:
     """Build the image unless a tag with the same content hash exists. True if built.
 
     debootstrap, chroot and the rootfs tarball need root: as another user they run through
@@ -177,23 +180,30 @@ def ensure_image(image: NodeImage, log=print) -> bool:
     if not image.debootstrapped:
         return _build_from_base(image, log)
     if shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None:
-        raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
+        raise ImageError(
+            "debootstrap is not installed; it builds the node image. Fix: run `make lab` as root "
+            "(scripts/host-setup.sh installs it), or: sudo apt-get install -y debootstrap"
+        )
     check_root()
     tmp = tempfile.mkdtemp(prefix="swarmlab-rootfs-")
     rootfs = Path(tmp) / "rootfs"
     try:
-        log(f"debootstrap {image.suite} from {MIRROR}")
-        _run(as_root(debootstrap_command(image, rootfs)))
-        _run(as_root(["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT + image.recipe.setup]))
+        log(f"debootstrap {image.suite} from {MIRROR} (a few minutes on a first run)")
+        start = time.monotonic()
+        _run(as_root(debootstrap_command(image, rootfs)), log, "debootstrap", debootstrap_stage)
+        _run(as_root(["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT + image.recipe.setup]),
+             log, "node setup (chroot)")
         tar = Path(tmp) / "rootfs.tar"
-        _run(as_root(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."]))
+        _run(as_root(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."]),
+             log, "rootfs tarball")
         _run([
             "docker", "import",
             "-c", "ENV container=docker",
             "-c", f'CMD ["{image.recipe.init}"]',
             "--message", f"swarmlab node {image.distro} {image.content_hash}",
             str(tar), image.tag,
-        ])
+        ], log, "docker import")
+        log(f"built {image.tag} ({time.monotonic() - start:.0f} s)")
     finally:
         subprocess.run(as_root(["rm", "-rf", "--one-file-system", tmp]), capture_output=True)
     return True
@@ -230,13 +240,13 @@ def check_root() -> None:
         )
 
 
-def _build_from_base(image: NodeImage, log) -> bool:
+def _build_from_base(image: NodeImage, log: Callable[[str], None]) -> bool:
     log(f"docker build from {image.base} (needs a reachable registry)")
     with tempfile.TemporaryDirectory(prefix="swarmlab-image-") as tmp:
         (Path(tmp) / "Dockerfile").write_text(image.dockerfile)
         (Path(tmp) / "setup.sh").write_text(SETUP_SCRIPT)
         try:
-            _run(["docker", "build", "-q", "-t", image.tag, tmp])
+            _run(["docker", "build", "-t", image.tag, tmp], log, "docker build")
         except ImageError as err:
             raise ImageError(
                 f"{image.distro}: building the node image from {image.base} failed; it needs a "
@@ -246,8 +256,10 @@ def _build_from_base(image: NodeImage, log) -> bool:
     return True
 
 
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ImageError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n{tail}")
+def _run(cmd: list[str], log: Callable[[str], None], label: str,
+         stage_of: Callable[[str], str | None] = lambda _: None) -> None:
+    """Run a build step, saying `label: stage (N s)` through `log` while it runs (throttled)."""
+    result = run_streamed(cmd, label, log, stage_of=stage_of, throttle=Throttle(label))
+    if result.returncode != 0:
+        tail = "\n".join(result.tail[-15:])
+        raise ImageError(f"{' '.join(cmd[:3])} ... failed (exit {result.returncode}):\n{tail}")

@@ -91,9 +91,11 @@ def ensure_network(spec: LabSpec) -> bool:
                     not docker_cli.ids("container", f"{LAB_LABEL}={other}"):
                 _remove_stale_network(net, f"lab {other} left it with no containers")
             else:
+                owner = f" (lab {other}: `swarmlab down` with its spec removes it)" if other else ""
                 raise ProviderError(
                     f"network.subnet {spec.network.subnet} is already used by docker network "
-                    f"{net['Name']!r}; remove it or choose another subnet in the spec"
+                    f"{net['Name']!r}{owner}. Fix: choose another network.subnet (and node IPs) "
+                    f"in the spec, or remove that network: docker network rm {net['Name']}"
                 )
     docker(
         "network", "create", "--driver", "bridge",
@@ -250,10 +252,8 @@ def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
 
 
 def ensure_engine() -> None:
+    """ProviderError naming the fix when no Docker engine answers (docker_cli.engine_problem)."""
     if not docker_cli.engine_available():
-        raise ProviderError(
-            "no Docker engine answers on this machine: install docker.io and start dockerd "
-            "(make lab does both as root)"
-        )
+        raise ProviderError(docker_cli.engine_problem() or "the Docker engine stopped answering")
 
 

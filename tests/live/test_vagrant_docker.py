@@ -1,5 +1,6 @@
-"""The Vagrantfile's docker provider, for real: `vagrant up --provider=docker` runs the spec's
-nodes as systemd containers of the locally built node image, `pyinfra inventories/lab.py
+"""The Vagrantfile's docker provider, for real, as the README's three commands: `swarmlab
+vagrant-prep` builds the node image, the lab network and key and prints the exports;
+`vagrant up --provider=docker` runs the spec's nodes as systemd containers of that image, `pyinfra inventories/lab.py
 deploys/swarm.py` converges them through the inventory's python-vagrant path (SSH user, key
 and address from `vagrant ssh-config`), the verification suite passes, `vagrant destroy -f`
 removes them.
@@ -12,8 +13,11 @@ are written to `.state/vagrantlab/vagrant-docker.json`.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +25,19 @@ from pathlib import Path
 import pytest
 
 from swarmlab.containerlab import docker_cli, provider
-from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
-from swarmlab.inventory import CONNECTION_FILE, lab_groups, vagrant_connections
+from swarmlab.containerlab.image import NODE_USER, NodeImage
+from swarmlab.inventory import lab_groups, vagrant_connections
 from swarmlab.pipeline import run_deploy, run_verify
 from swarmlab.spec import LabSpec, load_spec
 from swarmlab.state import PROJECT_ROOT, lab_state_dir
+from swarmlab.vagrant_prep import vagrant_env
 
 from .conftest import LABS, _engine
 
 pytestmark = pytest.mark.live
 
-SPEC_PATH = LABS / "vagrant.yaml"
+# another spec (e.g. a lab of your own name and subnet): SWARMLAB_VAGRANT_TEST_SPEC
+SPEC_PATH = Path(os.environ.get("SWARMLAB_VAGRANT_TEST_SPEC") or LABS / "vagrant.yaml").resolve()
 VAGRANT = shutil.which("vagrant")
 # what the caller may have set that would change which Vagrantfile, provider or SSH settings
 # are used; the test chooses these itself
@@ -85,25 +91,31 @@ class VagrantLab:
 def vlab():
     if VAGRANT is None:
         pytest.skip("the `vagrant` binary is not on PATH (apt-get install vagrant; "
-                    "scripts/host-setup.sh installs it unless SWARMLAB_WITH_VAGRANT=0)")
+                    "`scripts/host-setup.sh --vagrant`, as `make test` runs it, installs it)")
     _engine()
     spec = load_spec(SPEC_PATH)
-    image = NodeImage("debian-13")
-    ensure_image(image)
     state = lab_state_dir(spec.name)
-    lab = VagrantLab(SPEC_PATH, spec, state / "vagrant", provider.ssh_keypair(spec))
-    # a connection file would switch the inventory to the container lab's settings
-    (state / CONNECTION_FILE).unlink(missing_ok=True)
+    expected = vagrant_env(spec, SPEC_PATH)
+    lab = VagrantLab(SPEC_PATH, spec, Path(expected["VAGRANT_DOTFILE_PATH"]), state / "id_ed25519")
     with pytest.MonkeyPatch.context() as env:
         for var in DROP_ENV:
             env.delenv(var, raising=False)
-        env.setenv("SWARMLAB_SPEC", str(SPEC_PATH))
-        env.setenv("SWARMLAB_NODE_IMAGE", image.tag)
         env.setenv("VAGRANT_DOTFILE_PATH", str(lab.dotfile))
         env.setenv("VAGRANT_CHECKPOINT_DISABLE", "1")
         env.setenv("VAGRANT_NO_COLOR", "1")
         lab.clean()  # leftovers of an interrupted earlier run
-        provider.ensure_network(spec)
+        # the README's first command: image, network, key; the exports come on stdout
+        prep = subprocess.run([sys.executable, "-m", "swarmlab.cli", "vagrant-prep", "--spec",
+                               str(SPEC_PATH)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+        assert prep.returncode == 0, prep.stdout + prep.stderr
+        exports = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                       for line in prep.stdout.splitlines())
+        assert exports == expected
+        for name, value in exports.items():
+            env.setenv(name, value)
+        assert docker_cli.image_exists(exports["SWARMLAB_NODE_IMAGE"])
+        assert docker_cli.ids("network", f"{provider.LAB_LABEL}={spec.name}")
+        assert lab.key.is_file()
         try:
             yield lab
         finally:
@@ -146,7 +158,8 @@ def test_inventory_takes_ssh_settings_from_vagrant(vlab: VagrantLab):
         assert conns[node.name]["ssh_user"] == NODE_USER
         assert Path(conns[node.name]["ssh_key"]) == vlab.key
     managers, workers = lab_groups(SPEC_PATH)
-    assert [m for m, _ in managers] == ["v1"] and [w for w, _ in workers] == ["v2", "v3"]
+    assert [m for m, _ in managers] == [n.name for n in vlab.spec.managers]
+    assert [w for w, _ in workers] == [n.name for n in vlab.spec.workers]
     assert all(data["ssh_user"] == NODE_USER for _, data in managers + workers)
 
 

@@ -71,5 +71,6 @@ def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tm
         tmp_path / "report.json", tmp_path / "report.html", 0.9, []))
     result = CliRunner().invoke(cli.main, ["up", "--no-verify", "--spec", str(ROOT / "labs/local.yaml")])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == (
-        f"report: {tmp_path / 'report.html'}  (facts: {tmp_path / 'report.json'})")
+    lines = result.output.strip().splitlines()
+    line = f"report: {tmp_path / 'report.html'}  (facts: {tmp_path / 'report.json'})"
+    assert line in lines and lines.index(line) < lines.index("next steps:")  # then the next steps

@@ -54,3 +54,31 @@ def test_phase_prints_status_lines():
     with pytest.raises(RuntimeError), pipeline.phase("deploy", lines.append):
         raise RuntimeError("boom")
     assert lines[-1].startswith("  ✗ deploy (")
+
+
+def test_verify_says_each_phase_as_it_starts(tmp_path, monkeypatch):
+    """The verify phase is not silent for its whole run: each pytest phase is announced, with
+    a heartbeat while its checks run; the log keeps all of pytest's output."""
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    junit = ('<testsuite tests="2" failures="0" errors="0" skipped="0">'
+             '<testcase name="a"/><testcase name="b"/></testsuite>')
+    real_cmd = pipeline.sys.executable
+
+    def fake_pytest(cmd, label, out, sink=None, env=None, cwd=None, **_kw):
+        assert cmd[0] == real_cmd and cmd[1:3] == ["-m", "pytest"]
+        report = next(a for a in cmd if a.startswith("--junitxml=")).split("=", 1)[1]
+        Path(report).write_text(junit)
+        out(f"{label}: running (10 s)")
+        sink("..  [100%]")
+        return None
+
+    monkeypatch.setattr(pipeline, "run_streamed", fake_pytest)
+    said: list[str] = []
+    spec = load_spec(ROOT / "labs" / "local.yaml")
+    result = pipeline.run_verify(spec, Path("labs/local.yaml"), progress=said.append)
+    assert [line.split(" (")[0] for line in said] == [
+        "    · state checks", "      state checks: running",
+        "    · workload checks", "      workload checks: running",
+    ]
+    assert result.passed == 4 and result.failed == 0
+    assert "..  [100%]" in (tmp_path / "local" / "verify.log").read_text()
