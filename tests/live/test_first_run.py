@@ -53,10 +53,13 @@ def test_up_ends_with_next_steps_that_work(lab: Lab):
     assert run.rc == 0, run.out[-4000:] + run.err[-3000:]
     assert run.summary["failed"] == 0 and run.summary["verified"] == run.summary["total"] > 0
     out = run.out.splitlines()
-    at = next(i for i, line in enumerate(out) if line.startswith("summary: "))
-    assert out[at + 1] == "next steps:"
-    steps = [shlex.split(line.split("  #")[0]) for line in out[at + 2:]]
+    summary = next(i for i, line in enumerate(out) if line.startswith("summary: "))
+    at = out.index("next steps:")  # after the summary and the report step
+    assert at > summary
+    rows = [shlex.split(line.split("  #")[0]) for line in out[at + 1:]]
+    steps = [r for r in rows if len(r) > 1]
     assert [s[1] for s in steps] == ["ssh", "status", "down"]
+    assert [Path(r[0]).name for r in rows if len(r) == 1] == ["report.html"], rows  # the page
     assert all(s[2] == "--spec" and Path(s[3]).resolve() == lab.path.resolve() for s in steps)
     assert steps[0][-1] == lab.spec.first_manager.name
     # the printed ssh and status commands, run as printed (swarmlab -> this interpreter's CLI)
