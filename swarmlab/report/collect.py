@@ -252,14 +252,11 @@ def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = l
 
 def testinfra_hosts(spec: LabSpec, spec_file: Path) -> tuple[dict[str, Any], Path]:
     """testinfra hosts of the spec's nodes, built as the suite builds them (its SSH config)."""
-    import os
-
     import testinfra
 
     from swarmlab.inventory import lab_groups
     from swarmlab.verify.conftest import _ssh_config
 
-    os.environ["SWARMLAB_SPEC"] = str(spec_file)
     managers, workers = lab_groups(spec_file)
     config = _ssh_config(managers + workers)
     hosts = {name: testinfra.get_host(f"ssh://{name}?ssh_config={config}&controlpersist=120&sudo=true")

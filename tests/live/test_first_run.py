@@ -60,7 +60,7 @@ def test_up_ends_with_next_steps_that_work(lab: Lab):
     steps = [r for r in rows if len(r) > 1]
     assert [s[1] for s in steps] == ["ssh", "status", "down"]
     assert [Path(r[0]).name for r in rows if len(r) == 1] == ["report.html"], rows  # the page
-    assert all(s[2] == "--spec" and Path(s[3]).resolve() == lab.path.resolve() for s in steps)
+    assert all(s[2] == "--spec" and Path(s[3]).resolve() == lab.path.resolve() for s in steps), steps
     assert steps[0][-1] == lab.spec.first_manager.name
     # the printed ssh and status commands, run as printed (swarmlab -> this interpreter's CLI)
     cli = [sys.executable, "-m", "swarmlab.cli"]
