@@ -144,8 +144,8 @@ def swarm_options(is_first: bool):
     path = key_path(spec)
     if rotate or args or not active or not path.exists():
 
-        def _save(state, target) -> bool:
-            return save_key(target, path)
+        def _save(state, host) -> bool:
+            return save_key(host, path)
 
         yield FunctionCommand(_save, (), {})
     else:
