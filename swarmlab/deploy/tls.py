@@ -79,13 +79,17 @@ def listener_drift(args: list[str], ip: str | None) -> str | None:
 
 
 @operation()
-def docker_restarted_for_tls(ip: str | None, file_ops: list):
+def docker_restarted_for_tls(ip: str | None, file_ops: list, daemon_json_rewritten: bool = False):
     """daemon-reload + restart docker when its listener differs from the spec, or a file it
-    reads at start (drop-in, certificates) changes in this run."""
+    reads at start (drop-in, certificates, daemon.json) changes in this run."""
     runtime = host.get_fact(DockerdRuntime)
     why = listener_drift(runtime.get("args") or [], ip)
     if why is None and any(changed(op) for op in file_ops):
         why = "the TLS drop-in or certificates changed"
+    if why is None and daemon_json_rewritten and runtime.get("args"):
+        # keys `docker info` does not show (icc, userland-proxy...): the Docker Engine step
+        # rewrites the file but sees no running drift
+        why = "daemon.json is rewritten in this run"
     if why is None:
         host.noop("dockerd serves the Docker API as the spec says")
         return
@@ -160,8 +164,20 @@ def docker_tls() -> None:
         ops.append(files.file(name="no TLS drop-in", path=DROPIN, present=False))
         ops.append(files.directory(name="no /etc/docker/tls", path=tls.NODE_TLS_DIR, present=False))
         ip = None
-    restart = docker_restarted_for_tls(name="dockerd serves the spec's Docker API", ip=ip, file_ops=ops)
     daemon = host.get_fact(DockerDaemonState)
     json_restart = bool(daemon.get("info")) and bool(running_drift(daemon_config(spec), daemon))
+    restart = docker_restarted_for_tls(name="dockerd serves the spec's Docker API", ip=ip, file_ops=ops,
+                                       daemon_json_rewritten=not json_restart and _json_differs(spec))
     swarm_unlocked_after_restart(name="swarm manager unlocked after a docker restart",
                                  will_restart=changed(restart) or json_restart)
+
+
+def _json_differs(spec) -> bool:
+    """daemon.json (before this run) is not the spec's: the Docker Engine step rewrites it."""
+    import json
+
+    have = host.get_fact(FileContents, path="/etc/docker/daemon.json")
+    try:
+        return have is not None and json.loads("\n".join(have)) != daemon_config(spec)
+    except ValueError:
+        return True
