@@ -66,6 +66,15 @@ def save_key(target, path: Path) -> bool:
     return True
 
 
+def _key_saved(target, path: Path) -> bool:
+    """The saved key is the swarm's (compared here, never printed; a lab re-created with the
+    same name leaves a stale file)."""
+    if not path.exists():
+        return False
+    ok, key = _quiet(target, argv("docker", "swarm", "unlock-key", "-q"))
+    return ok and key == path.read_text().strip()
+
+
 def unlock_if_locked(target, spec: LabSpec) -> str:
     """Unlock a locked manager with the saved key; returns the node's state afterwards."""
     _, node_state = _quiet(target, "docker info --format '{{.Swarm.LocalNodeState}}'")
@@ -142,8 +151,7 @@ def swarm_options(is_first: bool):
     if rotate:
         yield argv("docker", "swarm", "unlock-key", "--rotate", "-q") + " >/dev/null"
     path = key_path(spec)
-    if rotate or args or not active or not path.exists():
-
+    if rotate or args or not active or not _key_saved(host, path):
         def _save(state, host) -> bool:
             return save_key(host, path)
 
