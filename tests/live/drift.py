@@ -198,11 +198,11 @@ SECURE_ROUNDS: list[list[Drift]] = [
 
 
 def node_name(spec: LabSpec, role: str) -> str:
-    if role == "m2":  # a second manager (the secure lab has three and no workers)
-        return spec.managers[1].name
-    if role == "m3":
-        return spec.managers[2].name
-    return {"m": spec.first_manager.name, "w1": spec.workers[0].name, "w2": spec.workers[1].name}[role]
+    if role in ("m2", "m3"):  # further managers (the secure lab has three and no workers)
+        return spec.managers[int(role[1]) - 1].name
+    if role == "m":
+        return spec.first_manager.name
+    return spec.workers[int(role[1]) - 1].name  # w1, w2
 
 
 def expand(spec: LabSpec, shell: str) -> str:
