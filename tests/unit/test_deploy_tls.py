@@ -7,7 +7,11 @@ from pathlib import Path
 
 import yaml
 from deployfakes import run_deploy
+from pyinfra.api import deploy
+from pyinfra.facts.server import Command
 
+from swarmlab.deploy.autolock import swarm_options
+from swarmlab.deploy.facts import SwarmInfo
 from swarmlab.deploy.tls import DROPIN, DockerdRuntime, docker_tls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +54,59 @@ def test_tls_off_removes_the_listener(tmp_path, monkeypatch):
     })
     assert run.op("dockerd serves the spec's Docker API").commands == [
         "systemctl daemon-reload", "systemctl restart docker.service"]
+
+
+# --- swarm options and the unlock key (swarmlab/deploy/autolock.py) -----------------------
+
+
+KEY = "SWMKEY-1-" + "A" * 43
+CLUSTER = {"EncryptionConfig": {"AutoLockManagers": True}, "CAConfig": {"NodeCertExpiry": 720 * 3600 * 10**9},
+           "Dispatcher": {"HeartbeatPeriod": 10 * 10**9}, "Orchestration": {"TaskHistoryRetentionLimit": 3}}
+
+
+@deploy("options")
+def _options() -> None:
+    swarm_options(name="swarm options and unlock key", is_first=True)
+
+
+def _run_options(tmp_path, monkeypatch, saved: str | None, **changes):
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path / "state"))
+    data = yaml.safe_load(SECURE.read_text())
+    data["swarm"].update(changes)
+    spec = tmp_path / "secure.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    key = tmp_path / "state" / "ci-secure" / "swarm-unlock-key"
+    if saved is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_text(saved + "\n")
+    run = run_deploy(_options, spec, "s1", {
+        SwarmInfo: {"LocalNodeState": "active", "Cluster": {"Spec": CLUSTER}},
+        (Command, "docker swarm unlock-key -q"): KEY,
+    })
+    return run, key
+
+
+def test_unlock_key_saved_once_then_nothing_to_do(tmp_path, monkeypatch):
+    run, key = _run_options(tmp_path, monkeypatch, saved=None)
+    assert run.op("swarm options and unlock key").changed
+    assert key.read_text().strip() == KEY and (key.stat().st_mode & 0o777) == 0o600
+    assert all(not out and not inp for _, _, out, inp in run.shell), "the key read may not be printed"
+    again, _ = _run_options(tmp_path, monkeypatch, saved=KEY)
+    assert not again.op("swarm options and unlock key").changed
+
+
+def test_stale_key_file_is_replaced(tmp_path, monkeypatch):
+    run, key = _run_options(tmp_path, monkeypatch, saved="SWMKEY-1-stale")
+    assert run.op("swarm options and unlock key").changed and key.read_text().strip() == KEY
+
+
+def test_rotation_hides_the_new_key_and_saves_it(tmp_path, monkeypatch):
+    run, key = _run_options(tmp_path, monkeypatch, saved=KEY, rotate_unlock_key=True)
+    cmds = run.op("swarm options and unlock key").commands
+    assert cmds[0] == "docker swarm unlock-key --rotate -q >/dev/null"
+
+
+def test_option_change_is_a_swarm_update(tmp_path, monkeypatch):
+    run, _ = _run_options(tmp_path, monkeypatch, saved=KEY, task_history_limit=7)
+    assert run.op("swarm options and unlock key").commands[0] == \
+        "docker swarm update --task-history-limit 7 >/dev/null"
