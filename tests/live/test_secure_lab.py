@@ -135,6 +135,28 @@ def test_secure_drift_round(lab, round_no):
     record(lab.spec.name, round_no, run_round(lab, SECURE_ROUNDS[round_no]))
 
 
+def test_unlock_key_rotates_with_rotate_unlock_key(lab, tmp_path):
+    """`swarm.rotate_unlock_key: true`: the deploy rotates the key and saves the new one (0600)."""
+    key = _state(lab) / "swarm-unlock-key"
+    before = key.read_text()
+    data = yaml.safe_load(lab.path.read_text())
+    data["swarm"]["rotate_unlock_key"] = True
+    rotate = tmp_path / "secure-rotate.yaml"
+    rotate.write_text(yaml.safe_dump(data))
+    run = swarmlab("deploy", "--no-verify", spec=rotate)
+    assert run.rc == 0, run.out + run.err
+    after = key.read_text()
+    rotated = after != before
+    assert rotated, "the saved unlock key did not change"
+    same = lab.exec("s3", "docker", "swarm", "unlock-key", "-q").strip() == after.strip()
+    assert same, "the saved key is not the swarm's new key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    leaked = after.strip() in run.out + run.err
+    assert not leaked, "the new key was printed"
+    again = lab.run("deploy", "--no-verify")  # the spec without rotation: nothing to do
+    assert again.rc == 0 and again.summary["changed"] == 0, again.out
+
+
 def test_tls_off_removes_the_listener_and_the_rule_then_on_again(lab, tmp_path):
     data = yaml.safe_load(lab.path.read_text())
     data["docker"]["tls"] = False
