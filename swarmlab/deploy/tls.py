@@ -69,8 +69,9 @@ def listener_drift(args: list[str], ip: str | None) -> str | None:
     """Why the running dockerd's TCP listener differs from the spec (None when it matches);
     `ip` None: no listener wanted."""
     joined = " ".join(args)
-    if ip is None:
-        return "dockerd still serves TCP (docker.tls is off)" if "tcp://" in joined else None
+    if ip is None:  # only swarmlab's own listener is removed (a user's other flags stay)
+        return "dockerd still serves the TLS listener (docker.tls is off)" \
+            if f"--tlscacert={tls.NODE_CA}" in joined else None
     want = " ".join(listener_args(ip)).replace("-H tcp", "tcp")
     have = joined.replace("-H tcp", "tcp")
     if not args:

@@ -182,8 +182,9 @@ def test_dropin_and_listener_drift():
               "--tlscert=/etc/docker/tls/server-cert.pem --tlskey=/etc/docker/tls/server-key.pem".split()
     assert listener_drift(running, "10.98.0.11") is None
     assert listener_drift(running, "10.98.0.12")
-    assert listener_drift(running, None) == "dockerd still serves TCP (docker.tls is off)"
+    assert listener_drift(running, None) == "dockerd still serves the TLS listener (docker.tls is off)"
     assert listener_drift(["/usr/sbin/dockerd", "-H", "fd://"], None) is None
+    assert listener_drift(["/usr/sbin/dockerd", "-H", "tcp://127.0.0.1:2375"], None) is None  # not ours
 
 
 # --- CIS checks ---------------------------------------------------------------------------
