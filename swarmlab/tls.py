@@ -210,8 +210,10 @@ def ensure_client_cert(directory: Path, lab: str, now: dt.datetime | None = None
 
 
 def docker_config_dir(lab: str) -> Path:
-    """The lab's own DOCKER_CONFIG (its contexts), so ~/.docker is left alone."""
-    return lab_state_dir(lab) / "docker"
+    """The lab's own DOCKER_CONFIG (its contexts, 0700), so ~/.docker is left alone."""
+    path = lab_state_dir(lab) / "docker"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def write_contexts(spec: LabSpec, now: dt.datetime | None = None) -> Path:
