@@ -10,11 +10,13 @@ from swarmlab.deploy.lab import lab_packages
 from swarmlab.deploy.network import static_address
 from swarmlab.deploy.rootless import rootless_docker
 from swarmlab.deploy.swarm import form_swarm
+from swarmlab.deploy.tls import docker_tls
 
 kernel_prerequisites()
 lab_packages()
 static_address()
 install_docker()
+docker_tls()
 rootless_docker()
 swarm_firewall()
 form_swarm()

@@ -147,6 +147,11 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = Fa
     if result.failed_hosts:
         click.echo(f"deploy failed on {', '.join(result.failed_hosts)}:", err=True)
         click.echo(pipeline.tail(result.log, 30), err=True)
+    if spec.docker.tls and not result.failed_hosts:
+        from swarmlab.tls import usage_lines
+
+        for text in usage_lines(spec):
+            click.echo(f"  {text}")
     checked = None
     if verify and not result.failed_hosts:
         checked = _verify(spec, path)
@@ -234,6 +239,13 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
         click.echo(f"  skipped: {reason}")
     for failure in result.failures:
         click.echo(f"  failed: {failure}", err=True)
+    if result.security:
+        report = pipeline.security_report(result)
+        path = result.report.parent / "security-report.txt"
+        path.write_text("\n".join(report + ["", "all findings:", *result.security_findings]) + "\n")
+        for text in report[:len(result.security)]:
+            click.echo(f"  {text}")
+        click.echo(f"  security findings: {path}")
     if result.failed:
         click.echo(f"  failures: see {result.report.parent / 'verify.log'}", err=True)
     return result

@@ -55,6 +55,9 @@ class VerifyResult:
     skip_reasons: list[str]
     report: Path
     failures: list[str] = field(default_factory=list)  # "test id: first message line"
+    # CIS findings (swarmlab/verify/test_security.py): node -> {pass, lab choice, fail} counts
+    security: dict[str, dict[str, int]] = field(default_factory=dict)
+    security_findings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -224,6 +227,8 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
     totals = {"tests": 0, "failed": 0, "skipped": 0}
     reasons: set[str] = set()
     failures: list[str] = []
+    security: dict[str, dict[str, int]] = {}
+    findings: list[str] = []
     logs = []
     phase_reports = []
     for phase_name, marker in VERIFY_PHASES:
@@ -250,14 +255,45 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
             totals[key] += counts[key]
         reasons |= phase_reasons
         failures += phase_failures
+        _add_security(report, security, findings)
     (state / "verify.log").write_text("\n".join(logs))
     report = _merge_junit(phase_reports, state / "verify-junit.xml")
     passed = totals["tests"] - totals["failed"] - totals["skipped"]
     return VerifyResult(
         passed=passed, failed=totals["failed"], skipped=totals["skipped"],
         seconds=time.monotonic() - start, skip_reasons=sorted(reasons), report=report,
-        failures=failures,
+        failures=failures, security=security, security_findings=sorted(findings),
     )
+
+
+SECURITY_STATUSES = ("pass", "lab choice", "fail")
+
+
+def _add_security(report: Path, counts: dict[str, dict[str, int]], findings: list[str]) -> None:
+    """Count the `security` JUnit properties per node (a failed check records its property
+    before it asserts)."""
+    import xml.etree.ElementTree as ET
+
+    for case in ET.parse(report).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        status, node = props.get("security"), props.get("security_node")
+        if status in SECURITY_STATUSES and node:
+            per = counts.setdefault(node, dict.fromkeys(SECURITY_STATUSES, 0))
+            per[status] += 1
+            findings.append(props.get("security_finding") or f"{node} {status}")
+
+
+def security_totals(verify: VerifyResult) -> tuple[int, int, int]:
+    """(pass, lab choice, fail) over every node."""
+    return tuple(sum(c[s] for c in verify.security.values())  # type: ignore[return-value]
+                 for s in SECURITY_STATUSES)
+
+
+def security_report(verify: VerifyResult) -> list[str]:
+    """Per-node lines, then every finding that is not a plain pass."""
+    lines = [f"security {node}: pass={c['pass']} lab choice={c['lab choice']} fail={c['fail']}"
+             for node, c in sorted(verify.security.items())]
+    return lines + [f for f in verify.security_findings if " pass: " not in f]
 
 
 def _merge_junit(reports: list[Path], dest: Path) -> Path:
@@ -298,4 +334,6 @@ def summary_line(deploy: DeployResult | None, verify: VerifyResult | None, hosts
     if verify is not None:
         line += f" verified={verify.passed}/{verify.passed + verify.failed}"
         line += f" skipped={verify.skipped}"
+        if verify.security:
+            line += " security={}/{}/{}".format(*security_totals(verify))
     return line

@@ -122,6 +122,16 @@ class SwarmSpec(_Model):
     default_addr_pool: list[str] = Field(default_factory=list, max_length=16)
     default_addr_pool_mask_length: int = 24
     overlays: list[OverlaySpec] = Field(default_factory=list, max_length=32)
+    autolock: bool = False  # managers locked at rest; key in .state/<lab>/swarm-unlock-key
+    rotate_unlock_key: bool = False  # rotate the unlock key on this run (not idempotent)
+    cert_expiry: str | None = None  # node certificate validity, e.g. "2160h"
+    dispatcher_heartbeat: str | None = None  # e.g. "5s"
+    task_history_limit: int | None = Field(default=None, ge=0, le=1000)
+    data_path_addr: str | None = None  # interface for the data path (init/join only)
+
+
+class SecuritySpec(_Model):
+    profile: Literal["lab", "hardened"] = "lab"  # hardened: the CIS daemon options, required
 
 
 class RootlessSpec(_Model):
@@ -152,6 +162,7 @@ class LabSpec(_Model):
     swarm: SwarmSpec = SwarmSpec()
     rootless: RootlessSpec = RootlessSpec()
     firewall: FirewallSpec = FirewallSpec()
+    security: SecuritySpec = SecuritySpec()
     nodes: list[NodeSpec] = Field(max_length=100)
 
     @property
@@ -520,11 +531,6 @@ def _check(spec: LabSpec) -> list[str]:
 
     _node_problems(spec, subnet, reserved, p)
 
-    if spec.docker.tls:
-        p.append(
-            "docker.tls: TLS for the Docker API (2376/tcp) is not supported yet; set it to false "
-            "(the engine then listens on its unix socket only, never on plaintext 2375)"
-        )
     if spec.docker.version is not None and not PACKAGE_VERSION_RE.fullmatch(spec.docker.version):
         p.append(f"docker.version: {show(spec.docker.version)} is not a package version "
                  "(e.g. 5:27.3.1-1~ubuntu.24.04~noble, from `apt-cache madison docker-ce`)")
@@ -536,7 +542,61 @@ def _check(spec: LabSpec) -> list[str]:
     _overlay_problems(spec, p)
     _user_problems("docker.users", spec.docker.users, p)
     _user_problems("rootless.users", spec.rootless.users, p)
+    _swarm_option_problems(spec, p)
+    _security_problems(spec, p)
     return p
+
+
+DURATION_RE = re.compile(r"(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?")
+MIN_CERT_EXPIRY_S = 3600  # Docker refuses a node certificate validity under one hour
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds of a Go-style duration of hours/minutes/seconds ("2160h", "1h30m", "5s")."""
+    m = DURATION_RE.fullmatch(text)
+    if not m or not text:
+        return None
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def _swarm_option_problems(spec: LabSpec, p: list[str]) -> None:
+    sw = spec.swarm
+    for field, value, low in (("cert_expiry", sw.cert_expiry, MIN_CERT_EXPIRY_S),
+                              ("dispatcher_heartbeat", sw.dispatcher_heartbeat, 1)):
+        if value is None:
+            continue
+        secs = duration_seconds(value)
+        if secs is None:
+            p.append(f"swarm.{field}: {show(value)} is not a duration (hours, minutes, seconds: "
+                     "e.g. 2160h, 1h30m, 5s)")
+        elif secs < low:
+            p.append(f"swarm.{field}: {show(value)} is shorter than {low} s")
+    _interface("swarm.data_path_addr", sw.data_path_addr, p)
+    if not sw.enabled and (sw.autolock or sw.rotate_unlock_key):
+        p.append("swarm.autolock: needs swarm.enabled: true")
+    if sw.rotate_unlock_key and not sw.autolock:
+        p.append("swarm.rotate_unlock_key: true needs swarm.autolock: true (no key to rotate)")
+
+
+# daemon.json options the `hardened` profile sets (CIS Docker Benchmark 1.6.0, section 2)
+HARDENED_DAEMON: dict[str, Any] = {"icc": False, "no-new-privileges": True,
+                                   "userland-proxy": False}
+
+
+def _security_problems(spec: LabSpec, p: list[str]) -> None:
+    if spec.security.profile != "hardened":
+        return
+    for key, want in HARDENED_DAEMON.items():
+        if key in spec.docker.daemon and spec.docker.daemon[key] != want:
+            p.append(f"docker.daemon.{key}: {show(spec.docker.daemon[key])} contradicts "
+                     f"security.profile: hardened (which sets {key}: {want}); remove it")
+    if spec.swarm.enabled and not spec.swarm.autolock:
+        p.append("security.profile: hardened needs swarm.autolock: true (CIS 7.5)")
+    for i, o in enumerate(spec.swarm.overlays):
+        if not o.encrypted:
+            p.append(f"swarm.overlays[{i}].encrypted: false under security.profile: hardened "
+                     "(CIS 7.3); set it to true")
 
 
 def _node_problems(spec: LabSpec, subnet: ipaddress.IPv4Network | None,

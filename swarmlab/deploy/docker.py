@@ -18,7 +18,7 @@ from swarmlab.distros import (
     DOCKER_PACKAGES,
     Distro,
 )
-from swarmlab.spec import LabSpec
+from swarmlab.spec import HARDENED_DAEMON, LabSpec
 
 
 def daemon_config(spec: LabSpec) -> dict:
@@ -28,6 +28,8 @@ def daemon_config(spec: LabSpec) -> dict:
         cfg["log-opts"] = dict(spec.docker.log_opts)
     if spec.swarm.enabled:
         cfg["live-restore"] = False  # not compatible with swarm mode
+    if spec.security.profile == "hardened":
+        cfg.update(HARDENED_DAEMON)
     cfg.update(spec.docker.daemon)
     return cfg
 

@@ -16,6 +16,7 @@ from pyinfra.api import HiddenValue, StringCommand, deploy, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.context import ctx_state
 
+from swarmlab.deploy.autolock import init_args, swarm_options, unlock_if_locked
 from swarmlab.deploy.context import lab_node, lab_spec
 from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.deploy.shell import argv, line, q
@@ -35,7 +36,9 @@ def init_command(spec: LabSpec, ip: str) -> str:
         words += ["--default-addr-pool", pool]
     if spec.swarm.default_addr_pool:
         words += ["--default-addr-pool-mask-length", spec.swarm.default_addr_pool_mask_length]
-    return argv(*words)
+    words += init_args(spec)
+    # --autolock prints the unlock key: init's stdout never reaches pyinfra's output
+    return argv(*words) + (" >/dev/null" if spec.swarm.autolock else "")
 
 
 def overlay_command(net: OverlaySpec) -> str:
@@ -132,7 +135,10 @@ def swarm_init(is_first: bool, command: str):
     node_state = info.get("LocalNodeState")
     if node_state == "active":
         return
-    if node_state in ("pending", "error", "locked"):
+    if node_state == "locked":  # autolock: unlocked with the saved key, never left
+        host.noop("the manager is locked (swarm.autolock): not leaving the swarm")
+        return
+    if node_state in ("pending", "error"):
         logger.warning(f"{host.print_prefix}swarm state {node_state!r}: leaving before init")
         yield "docker swarm leave --force"
     yield command
@@ -147,6 +153,9 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
     if in_swarm_of(info, manager_ip):
         return
     node_state = info.get("LocalNodeState")
+    if node_state == "locked":
+        host.noop("the manager is locked (swarm.autolock): not leaving the swarm")
+        return
     if node_state and node_state != "inactive":
         remotes = [m.get("Addr") for m in info.get("RemoteManagers") or []]
         logger.warning(
@@ -160,10 +169,12 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
                    q(manager_ip))
         return
     token = join_token(manager_name, role)
+    dpa = lab_spec().swarm.data_path_addr
+    data_path = ["--data-path-addr", q(dpa)] if dpa else []
     yield StringCommand(
         "docker", "swarm", "join", "--token", HiddenValue(token),  # format checked: no quoting
         "--advertise-addr", q(ip), "--listen-addr", q(f"{ip}:{SWARM_PORT}"),
-        q(f"{manager_ip}:{SWARM_PORT}"),
+        *data_path, q(f"{manager_ip}:{SWARM_PORT}"),
     )
 
 
@@ -275,8 +286,11 @@ def form_swarm() -> None:
     node = lab_node()
     first = spec.first_manager
     is_first = node.name == first.name
+    if spec.swarm.autolock and node.role == "manager":
+        unlock_if_locked(host, spec)  # before any fact is read: a locked manager reads as none
     swarm_init(name="swarm init (first manager)", is_first=is_first,
                command=init_command(spec, first.ip))
+    swarm_options(name="swarm options and unlock key", is_first=is_first)
     swarm_join(
         name="swarm join",
         role=None if is_first else node.role,

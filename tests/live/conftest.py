@@ -17,7 +17,8 @@ from swarmlab.spec import LabSpec, load_spec
 
 LABS = Path(__file__).parent / "labs"
 SUMMARY_RE = re.compile(
-    r"^summary: hosts=(\d+) changed=(\d+) failed=(\d+)(?: verified=(\d+)/(\d+) skipped=(\d+))?$", re.M
+    r"^summary: hosts=(\d+) changed=(\d+) failed=(\d+)(?: verified=(\d+)/(\d+) skipped=(\d+))?"
+    r"(?: security=(\d+)/(\d+)/(\d+))?$", re.M
 )
 
 
@@ -31,7 +32,8 @@ class Run:
     def summary(self) -> dict[str, int]:
         m = SUMMARY_RE.search(self.out)
         assert m, f"no summary line in:\n{self.out}\n{self.err}"
-        keys = ("hosts", "changed", "failed", "verified", "total", "skipped")
+        keys = ("hosts", "changed", "failed", "verified", "total", "skipped",
+                "security_pass", "security_lab", "security_fail")
         return {k: int(v) for k, v in zip(keys, m.groups(), strict=True) if v is not None}
 
 

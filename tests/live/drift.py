@@ -29,6 +29,7 @@ class Drift:
     owned: bool = True  # a deploy re-run repairs it
     restore: str = ""  # when not owned: root shell that puts it back
     param: str = ""  # the check's parameter after the node id (rootless user)
+    failure: str = ""  # the failed test id when it is not check[node] ({node} filled in)
 
 
 ROUNDS: list[list[Drift]] = [
@@ -171,17 +172,49 @@ NOT_BROKEN = {
 }
 
 
+# issue #13, the secure lab only (3 managers: "m", "m2", "m3"; TLS, autolock, hardened)
+DOCKER_UNIT_DIR = "/etc/systemd/system/docker.service.d"
+SECURE_ROUNDS: list[list[Drift]] = [
+    [
+        Drift("test_cis_daemon_and_files", "m", "the TLS server key made 0644 (CIS 3.14)",
+              "chmod 0644 /etc/docker/tls/server-key.pem", failure="test_cis_daemon_and_files[{node}-3.14]"),
+        Drift("test_cis_daemon_and_files", "m2",
+              "`icc: true` in daemon.json and docker restarted: the manager comes back locked (CIS 2.2)",
+              "sed -i 's/\"icc\": false/\"icc\": true/' /etc/docker/daemon.json && systemctl restart docker",
+              failure="test_cis_daemon_and_files[{node}-2.2]"),
+        Drift("test_cis_daemon_and_files", "m3", "docker.sock made 0666 (CIS 3.16)",
+              "chmod 0666 /run/docker.sock", failure="test_cis_daemon_and_files[{node}-3.16]",
+              owned=False, restore="chmod 0660 /run/docker.sock"),
+    ],
+    [
+        Drift("test_cis_swarm", "m", "`docker swarm update --autolock=false` (CIS 7.5)",
+              "docker swarm update --autolock=false >/dev/null", failure="test_cis_swarm[{node}-7.5]"),
+        Drift("test_docker_api_over_tls_answers_a_lab_client", "m3",
+              "the TLS drop-in removed and docker restarted (no listener; the manager is locked)",
+              f"rm -f {DOCKER_UNIT_DIR}/swarmlab-tls.conf && systemctl daemon-reload && "
+              "systemctl restart docker"),
+    ],
+]
+
+
 def node_name(spec: LabSpec, role: str) -> str:
-    return {"m": spec.first_manager.name, "w1": spec.workers[0].name, "w2": spec.workers[1].name}[role]
+    if role in ("m2", "m3"):  # further managers (the secure lab has three and no workers)
+        return spec.managers[int(role[1]) - 1].name
+    if role == "m":
+        return spec.first_manager.name
+    return spec.workers[int(role[1]) - 1].name  # w1, w2
 
 
 def expand(spec: LabSpec, shell: str) -> str:
+    w2 = spec.workers[1].name if len(spec.workers) > 1 else ""
     return shell.format(subnet=spec.network.subnet, gateway=spec.network.gateway,
-                        w2=spec.workers[1].name, overlay=spec.swarm.overlays[0].name)
+                        w2=w2, overlay=spec.swarm.overlays[0].name)
 
 
 def failure_id(spec: LabSpec, drift: Drift) -> str:
     """How `swarmlab verify` names the failed check for this drift's node."""
+    if drift.failure:
+        return drift.failure.format(node=node_name(spec, drift.node))
     per_node = not drift.check.startswith(("test_manager_sees", "test_spec_overlays", "test_ingress",
                                            "test_host_mode", "test_overlay_traffic",
                                            "test_swarm_ports_reachable"))
