@@ -68,6 +68,17 @@ class Probe:
             f"docker run -d --name {name} --label {LABEL} {args} {IMAGE} {command}"
         )
 
+    def remove_service(self, name: str, stack: bool = False) -> None:
+        """Remove a probe service (or stack) and wait (bounded) until its tasks' containers are
+        gone on every node: tasks stop asynchronously, and the lab the suite hands back (and
+        `swarmlab report` right after it) should hold no probe tasks."""
+        manager = self.hosts[self.spec.first_manager.name]
+        manager.run("docker stack rm %s" if stack else "docker service rm %s", name)
+        service = f"{name}_web" if stack else name
+        left = f"docker ps -q --filter label=com.docker.swarm.service.name={shlex.quote(service)}"
+        for host in self.hosts.values():
+            host.run(f'for i in $(seq 30); do [ -z "$({left})" ] && break; sleep 1; done')
+
     def cleanup(self) -> None:
         manager = self.hosts[self.spec.first_manager.name]
         manager.run(f"docker service ls -q --filter label={LABEL} | xargs -r docker service rm")

@@ -225,7 +225,7 @@ def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
     name = "swarmlab-probe-dnsrr"
     replicas = len(spec.nodes)
     first_manager.check_output(
-        f"docker service create -d --name {name} --label {LABEL} --mode global "
+        f"docker service create -d --name {name} --label {LABEL} --mode global --stop-grace-period 1s "
         f"--endpoint-mode dnsrr --network {shlex.quote(nets[0])} "
         f"--publish mode=host,published=18081,target=80 {IMAGE} "
         "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
@@ -254,7 +254,7 @@ def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
             f"DNS round robin for {name} answered {answers}; its {replicas} running tasks are {sorted(want)}"
         )
     finally:
-        first_manager.run(f"docker service rm {name}")
+        probe.remove_service(name)
         hosts[spec.nodes[0].name].run("docker rm -f swarmlab-probe-dns")
 
 
@@ -289,6 +289,7 @@ services:
     image: {image}
     command: ["sh", "-c", "cp /run/secrets/probe_secret /www/index.html; httpd -f -p 80 -h /www"]
     secrets: [probe_secret]
+    stop_grace_period: 1s
     deploy:
       endpoint_mode: dnsrr
       labels: [{label}]
@@ -316,7 +317,7 @@ def test_stack_deploy_with_secret(first_manager, hosts, probe):
         ).split()[0]
         assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == secret
     finally:
-        first_manager.run("docker stack rm swarmlab-probe")
+        probe.remove_service("swarmlab-probe", stack=True)
         first_manager.run("rm -f /tmp/swarmlab-probe-stack.yml")
         for _ in range(20):  # the secret is in use until the stack's tasks are gone
             if first_manager.run("docker secret rm probe_secret").succeeded:
