@@ -128,6 +128,13 @@ class OverlayNetworks(FactBase):
         return {n["Name"]: n for n in nets}
 
 
+# shell printing `started=<epoch seconds>` of the running docker.service (nothing when stopped)
+DOCKERD_STARTED = (
+    "t=$(systemctl show -p ExecMainStartTimestamp --value docker.service 2>/dev/null); "
+    '[ -n "$t" ] && echo started=$(date -d "$t" +%s); '
+)
+
+
 class DockerDaemonState(FactBase):
     """The running dockerd beside its daemon.json: `docker info` as JSON ("info", {} when the
     daemon does not answer), daemon.json's mtime and the daemon's start time (epoch seconds).
@@ -140,9 +147,8 @@ class DockerDaemonState(FactBase):
     def command(self) -> str:
         return (
             "echo mtime=$(stat -c %Y /etc/docker/daemon.json 2>/dev/null); "
-            "t=$(systemctl show -p ExecMainStartTimestamp --value docker.service 2>/dev/null); "
-            '[ -n "$t" ] && echo started=$(date -d "$t" +%s); '
-            "printf info=; docker info --format '{{json .}}' 2>/dev/null; echo; true"
+            + DOCKERD_STARTED
+            + "printf info=; docker info --format '{{json .}}' 2>/dev/null; echo; true"
         )
 
     def process(self, output):

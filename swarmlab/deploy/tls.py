@@ -18,7 +18,7 @@ from swarmlab import tls
 from swarmlab.deploy.autolock import unlock_if_locked
 from swarmlab.deploy.context import lab_node, lab_spec
 from swarmlab.deploy.docker import daemon_config, running_drift
-from swarmlab.deploy.facts import DockerDaemonState
+from swarmlab.deploy.facts import DOCKERD_STARTED, DockerDaemonState
 from swarmlab.deploy.ops import changed
 from swarmlab.deploy.shell import line, q
 
@@ -37,8 +37,7 @@ class DockerdRuntime(FactBase):
             '[ -n "$f" ] && sed -n "s/^ExecStart=\\(..*\\)$/execstart=\\1/p" "$f" | tail -n 1; '
             "pid=$(systemctl show -p MainPID --value docker.service 2>/dev/null); "
             '[ -n "$pid" ] && [ "$pid" != 0 ] && echo "args=$(tr "\\0" " " < /proc/$pid/cmdline)"; '
-            "t=$(systemctl show -p ExecMainStartTimestamp --value docker.service 2>/dev/null); "
-            '[ -n "$t" ] && echo started=$(date -d "$t" +%s); true'
+            + DOCKERD_STARTED + "true"
         )
 
     def process(self, output):

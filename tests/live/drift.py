@@ -211,16 +211,19 @@ def expand(spec: LabSpec, shell: str) -> str:
                         w2=w2, overlay=spec.swarm.overlays[0].name)
 
 
+# checks run once for the lab (not parametrized by node): verify names them without a node
+LAB_WIDE_CHECKS = frozenset({
+    "test_manager_sees_every_spec_node_ready_with_its_role", "test_spec_overlays_exist",
+    "test_ingress_network_exists", "test_host_mode_port_with_dnsrr_service",
+    "test_overlay_traffic_across_nodes_by_ip_and_name",
+})
+
+
 def failure_id(spec: LabSpec, drift: Drift) -> str:
     """How `swarmlab verify` names the failed check for this drift's node."""
     if drift.failure:
         return drift.failure.format(node=node_name(spec, drift.node))
-    per_node = not drift.check.startswith(("test_manager_sees", "test_spec_overlays", "test_ingress",
-                                           "test_host_mode", "test_overlay_traffic",
-                                           "test_swarm_ports_reachable"))
-    if not per_node:
-        if drift.check == "test_swarm_ports_reachable_from_another_lab_node":
-            return f"{drift.check}[{node_name(spec, drift.node)}]"
+    if drift.check in LAB_WIDE_CHECKS:
         return drift.check
     name = node_name(spec, drift.node)
     return f"{drift.check}[{drift.param}-{name}]" if drift.param else f"{drift.check}[{name}]"
