@@ -3,6 +3,6 @@
     pyinfra inventories/lab.py deploys/docker.py
 """
 
-from swarmlab.deploy.docker import install_docker
+from swarmlab.provision.docker import install_docker
 
 install_docker()

@@ -1,5 +1,5 @@
 """Swarm ports open to the lab subnet only (ufw / nftables)."""
 
-from swarmlab.deploy.firewall import swarm_firewall
+from swarmlab.provision.firewall import swarm_firewall
 
 swarm_firewall()

@@ -3,6 +3,6 @@
     pyinfra inventories/lab.py deploys/rootless.py
 """
 
-from swarmlab.deploy.rootless import rootless_docker
+from swarmlab.provision.rootless import rootless_docker
 
 rootless_docker()

@@ -3,14 +3,14 @@
     pyinfra inventories/lab.py deploys/swarm.py
 """
 
-from swarmlab.deploy.docker import install_docker
-from swarmlab.deploy.firewall import swarm_firewall
-from swarmlab.deploy.kernel import kernel_prerequisites
-from swarmlab.deploy.lab import lab_packages
-from swarmlab.deploy.network import static_address
-from swarmlab.deploy.rootless import rootless_docker
-from swarmlab.deploy.swarm import form_swarm
-from swarmlab.deploy.tls import docker_tls
+from swarmlab.provision.docker import install_docker
+from swarmlab.provision.firewall import swarm_firewall
+from swarmlab.provision.kernel import kernel_prerequisites
+from swarmlab.provision.lab import lab_packages
+from swarmlab.provision.network import static_address
+from swarmlab.provision.rootless import rootless_docker
+from swarmlab.provision.swarm import form_swarm
+from swarmlab.provision.tls import docker_tls
 
 kernel_prerequisites()
 lab_packages()

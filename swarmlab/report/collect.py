@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from swarmlab.deploy.facts import KERNEL_MARKERS
+from swarmlab.provision.facts import KERNEL_MARKERS
 from swarmlab.spec import LabSpec
 from swarmlab.state import PROJECT_ROOT, lab_state_dir
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from swarmlab.deploy.docker import daemon_config, running_drift
-from swarmlab.deploy.facts import DockerDaemonState
+from swarmlab.provision.docker import daemon_config, running_drift
+from swarmlab.provision.facts import DockerDaemonState
 from swarmlab.verify.conftest import other_node
 from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
 

@@ -12,12 +12,12 @@ import json
 import pytest
 import yaml
 
-from swarmlab.deploy.facts import KERNEL_MARKERS
-from swarmlab.deploy.firewall import backend_for, firewall_rules, nft_expected_lines, owned_ports
-from swarmlab.deploy.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
-from swarmlab.deploy.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
-from swarmlab.deploy.ops import ufw_rule_ports
 from swarmlab.distros import DISTROS
+from swarmlab.provision.facts import KERNEL_MARKERS
+from swarmlab.provision.firewall import backend_for, firewall_rules, nft_expected_lines, owned_ports
+from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
+from swarmlab.provision.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
+from swarmlab.provision.ops import ufw_rule_ports
 from swarmlab.verify.conftest import other_node, require_kernel
 from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict
 from swarmlab.verify.rules import parse_rules, policy

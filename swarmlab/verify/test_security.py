@@ -12,7 +12,7 @@ import time
 import pytest
 
 from swarmlab import security
-from swarmlab.deploy.autolock import key_path
+from swarmlab.provision.autolock import key_path
 from swarmlab.spec import LabSpec, NodeSpec
 
 _FACTS: dict[str, security.Facts] = {}

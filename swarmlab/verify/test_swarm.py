@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from swarmlab.deploy.facts import KERNEL_MARKERS, OverlayNetworks
-from swarmlab.deploy.kernel import MODULE_FEATURES
-from swarmlab.deploy.swarm import label_update_args, overlay_drift
+from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
+from swarmlab.provision.kernel import MODULE_FEATURES
+from swarmlab.provision.swarm import label_update_args, overlay_drift
 from swarmlab.verify.conftest import require_kernel
 from swarmlab.verify.probe import IMAGE, LABEL
 from swarmlab.verify.rules import masquerades, parse_rules

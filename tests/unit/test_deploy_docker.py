@@ -1,4 +1,4 @@
-"""Command generation of the Docker deploy (swarmlab/deploy/docker.py) per distro, offline."""
+"""Command generation of the Docker deploy (swarmlab/provision/docker.py) per distro, offline."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.facts.server import Groups, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from swarmlab.deploy.docker import install_docker, running_drift
-from swarmlab.deploy.facts import DockerDaemonState, UnitActiveState
+from swarmlab.provision.docker import install_docker, running_drift
+from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 
 OFFICIAL = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
 KEYRING = "/etc/apt/keyrings/docker.asc"

@@ -1,4 +1,4 @@
-"""Command generation of the firewall deploy (swarmlab/deploy/firewall.py), offline."""
+"""Command generation of the firewall deploy (swarmlab/provision/firewall.py), offline."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
 from pyinfra.facts.pacman import PacmanPackages
 
-from swarmlab.deploy.facts import NftTable, UfwAddedRules, UfwStatus
-from swarmlab.deploy.firewall import NFT_FILE, firewall_rules, swarm_firewall
-from swarmlab.deploy.ops import ufw_rule_ports
+from swarmlab.provision.facts import NftTable, UfwAddedRules, UfwStatus
+from swarmlab.provision.firewall import NFT_FILE, firewall_rules, swarm_firewall
+from swarmlab.provision.ops import ufw_rule_ports
 from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Command generation of the kernel-prerequisites deploy (swarmlab/deploy/kernel.py), offline."""
+"""Command generation of the kernel-prerequisites deploy (swarmlab/provision/kernel.py), offline."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from deployfakes import LOCAL, VMLAB, present_lines, recorded, run_deploy
 from pyinfra.facts.server import Sysctl
 
-from swarmlab.deploy.facts import KernelModules
-from swarmlab.deploy.kernel import SYSCTL_FILE, kernel_prerequisites
+from swarmlab.provision.facts import KernelModules
+from swarmlab.provision.kernel import SYSCTL_FILE, kernel_prerequisites
 
 MODULES_FILE = "/etc/modules-load.d/swarmlab.conf"
 

@@ -9,12 +9,12 @@ from pyinfra.facts.deb import DebArch
 from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.facts.server import Command
 
-from swarmlab.deploy.docker import install_docker
-from swarmlab.deploy.facts import KernelModules, SwarmInfo
-from swarmlab.deploy.firewall import swarm_firewall
-from swarmlab.deploy.kernel import kernel_prerequisites
-from swarmlab.deploy.network import static_address
-from swarmlab.deploy.swarm import form_swarm
+from swarmlab.provision.docker import install_docker
+from swarmlab.provision.facts import KernelModules, SwarmInfo
+from swarmlab.provision.firewall import swarm_firewall
+from swarmlab.provision.kernel import kernel_prerequisites
+from swarmlab.provision.network import static_address
+from swarmlab.provision.swarm import form_swarm
 
 
 @deploy("Whole lab")

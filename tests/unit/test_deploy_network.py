@@ -1,4 +1,4 @@
-"""Command generation of the lab-network deploy (swarmlab/deploy/network.py), offline."""
+"""Command generation of the lab-network deploy (swarmlab/provision/network.py), offline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import yaml
 from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 
-from swarmlab.deploy.network import (
+from swarmlab.provision.network import (
     NETPLAN_FILE,
     LabLink,
     NetworkPlanError,

@@ -1,4 +1,4 @@
-"""Swarm command builders and the swarm deploy (swarmlab/deploy/swarm.py), offline."""
+"""Swarm command builders and the swarm deploy (swarmlab/provision/swarm.py), offline."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from deployfakes import LOCAL, VMLAB, recorded, run_deploy, spec_file
 from pyinfra.facts.server import Command
 
-from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
-from swarmlab.deploy.swarm import (
+from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.provision.swarm import (
     MANAGED_LABELS,
     form_swarm,
     in_swarm_of,

@@ -10,9 +10,9 @@ from deployfakes import run_deploy
 from pyinfra.api import deploy
 from pyinfra.facts.server import Command
 
-from swarmlab.deploy.autolock import swarm_options
-from swarmlab.deploy.facts import SwarmInfo
-from swarmlab.deploy.tls import DROPIN, DockerdRuntime, docker_tls
+from swarmlab.provision.autolock import swarm_options
+from swarmlab.provision.facts import SwarmInfo
+from swarmlab.provision.tls import DROPIN, DockerdRuntime, docker_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURE = ROOT / "tests" / "live" / "labs" / "secure.yaml"
@@ -56,7 +56,7 @@ def test_tls_off_removes_the_listener(tmp_path, monkeypatch):
         "systemctl daemon-reload", "systemctl restart docker.service"]
 
 
-# --- swarm options and the unlock key (swarmlab/deploy/autolock.py) -----------------------
+# --- swarm options and the unlock key (swarmlab/provision/autolock.py) -----------------------
 
 
 KEY = "SWMKEY-1-" + "A" * 43

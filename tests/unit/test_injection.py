@@ -24,15 +24,15 @@ from pyinfra.api import deploy
 from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.facts.server import Command, Users
 
-from swarmlab.deploy.docker import install_docker
-from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
-from swarmlab.deploy.firewall import swarm_firewall
-from swarmlab.deploy.kernel import kernel_prerequisites
-from swarmlab.deploy.lab import lab_packages
-from swarmlab.deploy.network import static_address
-from swarmlab.deploy.rootless import STATE_FILE, PathTest, rootless_docker
-from swarmlab.deploy.shell import argv
-from swarmlab.deploy.swarm import form_swarm, reconcile_commands
+from swarmlab.provision.docker import install_docker
+from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.provision.firewall import swarm_firewall
+from swarmlab.provision.kernel import kernel_prerequisites
+from swarmlab.provision.lab import lab_packages
+from swarmlab.provision.network import static_address
+from swarmlab.provision.rootless import STATE_FILE, PathTest, rootless_docker
+from swarmlab.provision.shell import argv
+from swarmlab.provision.swarm import form_swarm, reconcile_commands
 from swarmlab.spec import SpecError, load_spec, parse_spec
 
 MARK = "PWNED"
@@ -249,7 +249,7 @@ def test_home_directory_from_passwd_is_quoted(tmp_path: Path) -> None:
     """Uninstalling a rootless user removes a unit under its home (a host value)."""
     from pyinfra.facts.files import FileContents
 
-    from swarmlab.deploy.rootless import RootlessUser
+    from swarmlab.provision.rootless import RootlessUser
 
     data = copy.deepcopy(FULL)
     data["rootless"]["users"] = []

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab.deploy.lab import lab_package_list, lab_packages
 from swarmlab.distros import DISTROS
+from swarmlab.provision.lab import lab_package_list, lab_packages
 from swarmlab.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_only_missing_packages_trigger_an_apt_list_refresh():
     from deployfakes import LOCAL, run_deploy
     from pyinfra.facts.deb import DebPackages
 
-    from swarmlab.deploy.packages import missing_debs
+    from swarmlab.provision.packages import missing_debs
 
     every = ["netplan.io", "ufw", "docker.io", "docker-cli", "docker-buildx", "docker-compose"]
     installed = {name: ["1.0"] for name in every}

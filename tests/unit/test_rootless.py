@@ -1,4 +1,4 @@
-"""Rootless Docker (swarmlab/deploy/rootless.py): subordinate id allocation, per-distro package
+"""Rootless Docker (swarmlab/provision/rootless.py): subordinate id allocation, per-distro package
 and script selection (Ubuntu 24.04 AppArmor, Manjaro), storage driver rule, and the deploy's
 commands offline for a few distros."""
 
@@ -9,7 +9,8 @@ from deployfakes import LOCAL, VMLAB, run_deploy, spec_file
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users
 
-from swarmlab.deploy.rootless import (
+from swarmlab.distros import DISTROS, DOCKER_PACKAGES, rootless_packages, rootless_tools
+from swarmlab.provision.rootless import (
     LINK_DIR,
     STATE_FILE,
     PathTest,
@@ -25,7 +26,6 @@ from swarmlab.deploy.rootless import (
     rootless_docker,
     rootless_storage_driver,
 )
-from swarmlab.distros import DISTROS, DOCKER_PACKAGES, rootless_packages, rootless_tools
 from swarmlab.spec import load_spec
 
 # --- subordinate ids ----------------------------------------------------------------------

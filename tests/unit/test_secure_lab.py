@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from swarmlab import pipeline, security, tls
-from swarmlab.deploy.autolock import init_args, update_args
-from swarmlab.deploy.docker import daemon_config
-from swarmlab.deploy.swarm import init_command
-from swarmlab.deploy.tls import dropin_text, listener_drift
+from swarmlab.provision.autolock import init_args, update_args
+from swarmlab.provision.docker import daemon_config
+from swarmlab.provision.swarm import init_command
+from swarmlab.provision.tls import dropin_text, listener_drift
 from swarmlab.spec import SpecError, duration_seconds, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]

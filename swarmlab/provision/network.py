@@ -12,11 +12,11 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
-from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.ops import changed, fail
-from swarmlab.deploy.packages import checked_distro, install_packages
-from swarmlab.deploy.shell import argv, line, q
 from swarmlab.distros import NETWORK_PACKAGES
+from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.ops import changed, fail
+from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.shell import argv, line, q
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
 NM_CONNECTION = "swarmlab-{iface}"

@@ -9,12 +9,12 @@ from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
-from swarmlab.deploy.context import lab_spec, template
-from swarmlab.deploy.facts import NftTable
-from swarmlab.deploy.ops import changed, ufw_enabled, ufw_rules
-from swarmlab.deploy.packages import checked_distro, install_packages
-from swarmlab.deploy.shell import argv
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
+from swarmlab.provision.context import lab_spec, template
+from swarmlab.provision.facts import NftTable
+from swarmlab.provision.ops import changed, ufw_enabled, ufw_rules
+from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec
 
 NFT_FILE = "/etc/swarmlab/firewall.nft"

@@ -16,8 +16,8 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
-from swarmlab.deploy.facts import SwarmInfo
-from swarmlab.deploy.shell import argv
+from swarmlab.provision.facts import SwarmInfo
+from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec, duration_seconds
 from swarmlab.state import lab_state_dir
 
@@ -135,7 +135,7 @@ def swarm_options(is_first: bool):
     the unlock key saved once (and after a change or rotation)."""
     if not is_first:
         return
-    from swarmlab.deploy.context import lab_spec
+    from swarmlab.provision.context import lab_spec
 
     spec = lab_spec()
     info = host.get_fact(SwarmInfo)

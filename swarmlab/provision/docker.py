@@ -7,10 +7,6 @@ from pyinfra.api import deploy, operation
 from pyinfra.facts.deb import DebArch
 from pyinfra.operations import apt, files, server, systemd
 
-from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.facts import DockerDaemonState
-from swarmlab.deploy.ops import fail, units_not_failed
-from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import (
     DOCKER_APT_KEY,
     DOCKER_APT_REPO,
@@ -18,6 +14,10 @@ from swarmlab.distros import (
     DOCKER_PACKAGES,
     Distro,
 )
+from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.facts import DockerDaemonState
+from swarmlab.provision.ops import fail, units_not_failed
+from swarmlab.provision.packages import checked_distro, install_packages
 from swarmlab.spec import HARDENED_DAEMON, LabSpec
 
 

@@ -8,7 +8,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from swarmlab.deploy.facts import KernelModules
+from swarmlab.provision.facts import KernelModules
 
 # module -> what does not work without it
 MODULE_FEATURES: dict[str, str] = {

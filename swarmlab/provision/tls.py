@@ -15,12 +15,12 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
 from swarmlab import tls
-from swarmlab.deploy.autolock import unlock_if_locked
-from swarmlab.deploy.context import lab_node, lab_spec
-from swarmlab.deploy.docker import daemon_config, running_drift
-from swarmlab.deploy.facts import DOCKERD_STARTED, DockerDaemonState
-from swarmlab.deploy.ops import changed
-from swarmlab.deploy.shell import line, q
+from swarmlab.provision.autolock import unlock_if_locked
+from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.docker import daemon_config, running_drift
+from swarmlab.provision.facts import DOCKERD_STARTED, DockerDaemonState
+from swarmlab.provision.ops import changed
+from swarmlab.provision.shell import line, q
 
 DROPIN = "/etc/systemd/system/docker.service.d/swarmlab-tls.conf"
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from swarmlab.deploy.context import lab_node, lab_spec
-from swarmlab.deploy.docker import daemon_json
-from swarmlab.deploy.firewall import backend_for
-from swarmlab.deploy.packages import checked_distro, install_packages
 from swarmlab.distros import DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES, Distro
+from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.docker import daemon_json
+from swarmlab.provision.firewall import backend_for
+from swarmlab.provision.packages import checked_distro, install_packages
 from swarmlab.spec import LabSpec, NodeSpec
 
 

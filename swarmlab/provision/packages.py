@@ -12,9 +12,9 @@ from pyinfra.context import ctx_state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
-from swarmlab.deploy.context import host_distro, lab_node, template
-from swarmlab.deploy.ops import fail, pacman_sync_install
 from swarmlab.distros import DISTROS, Distro
+from swarmlab.provision.context import host_distro, lab_node, template
+from swarmlab.provision.ops import fail, pacman_sync_install
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
 

@@ -6,8 +6,8 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.operation import OperationMeta
 
-from swarmlab.deploy.facts import UfwAddedRules, UfwStatus, UnitActiveState
-from swarmlab.deploy.shell import argv
+from swarmlab.provision.facts import UfwAddedRules, UfwStatus, UnitActiveState
+from swarmlab.provision.shell import argv
 
 
 @operation(is_idempotent=False)

@@ -16,10 +16,10 @@ from pyinfra.api import HiddenValue, StringCommand, deploy, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.context import ctx_state
 
-from swarmlab.deploy.autolock import init_args, swarm_options, unlock_if_locked
-from swarmlab.deploy.context import lab_node, lab_spec
-from swarmlab.deploy.facts import OverlayNetworks, SwarmInfo, SwarmNodes
-from swarmlab.deploy.shell import argv, line, q
+from swarmlab.provision.autolock import init_args, swarm_options, unlock_if_locked
+from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, OverlaySpec
 
 SWARM_PORT = 2377

@@ -23,11 +23,6 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
-from swarmlab.deploy.context import lab_node, lab_spec, template
-from swarmlab.deploy.ops import fail
-from swarmlab.deploy.packages import checked_distro, install_packages
-from swarmlab.deploy.shell import argv, q
-from swarmlab.deploy.shell import line as shell_line
 from swarmlab.distros import (
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
@@ -35,6 +30,11 @@ from swarmlab.distros import (
     rootless_packages,
     rootless_tools,
 )
+from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.ops import fail
+from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.shell import argv, q
+from swarmlab.provision.shell import line as shell_line
 from swarmlab.spec import LabSpec
 
 STATE_FILE = "/etc/swarmlab/rootless-users"

@@ -1,1 +1,0 @@
-"""Reusable pyinfra deploys; the files in deploys/ call these."""
