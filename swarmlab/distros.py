@@ -6,46 +6,51 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Data shared with the Vagrantfile (Ruby reads the same file).
+# Data shared with the Vagrantfile (Ruby reads the same file: node run flags, boxes, memory).
 PLATFORM = json.loads((Path(__file__).parent / "data" / "platform.json").read_text())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Distro:
-    """What a supported distro is and how it is managed."""
+    """What a supported distro is and how it is managed (one row of DISTROS, built by keyword)."""
 
     key: str  # spec name, e.g. "ubuntu-24.04"
     os_id: str  # /etc/os-release ID
-    version_id: str  # /etc/os-release VERSION_ID ("" for rolling)
-    codename: str  # VERSION_CODENAME; identifies Debian testing, whose os-release has no VERSION_ID
+    version_id: str = ""  # /etc/os-release VERSION_ID ("" for rolling)
+    codename: str = ""  # VERSION_CODENAME; identifies Debian testing, whose os-release has no VERSION_ID
     family: str  # "apt" or "pacman"
     default_docker_source: str  # "official" or "distro"
     network_backend: str  # "netplan" or "networkmanager"
     firewall_backend: str  # firewall.backend "auto" resolves to this
     node_image_base: str  # how the container lab builds a node: "debootstrap:<suite>" or an image
 
-    @property
-    def vagrant_box(self) -> str:
-        return PLATFORM["vagrant_boxes"][self.key]["box"]
 
-    @property
-    def vagrant_memory(self) -> int:
-        """Default VM memory in MiB."""
-        return PLATFORM["vagrant_boxes"][self.key]["memory"]
+def _ubuntu(version: str, codename: str) -> Distro:
+    return Distro(key=f"ubuntu-{version}", os_id="ubuntu", version_id=version, codename=codename,
+                  family="apt", default_docker_source="official", network_backend="netplan",
+                  firewall_backend="ufw", node_image_base=f"ubuntu:{version}")
+
+
+def _debian(version: str, codename: str) -> Distro:
+    return Distro(key=f"debian-{version}", os_id="debian", version_id=version, codename=codename,
+                  family="apt", default_docker_source="distro", network_backend="netplan",
+                  firewall_backend="ufw", node_image_base=f"debootstrap:{codename}")
 
 
 DISTROS: dict[str, Distro] = {
     d.key: d
     for d in (
-        Distro("ubuntu-22.04", "ubuntu", "22.04", "jammy", "apt", "official", "netplan", "ufw", "ubuntu:22.04"),
-        Distro("ubuntu-24.04", "ubuntu", "24.04", "noble", "apt", "official", "netplan", "ufw", "ubuntu:24.04"),
-        Distro("debian-12", "debian", "12", "bookworm", "apt", "distro", "netplan", "ufw", "debootstrap:bookworm"),
-        Distro("debian-13", "debian", "13", "trixie", "apt", "distro", "netplan", "ufw", "debootstrap:trixie"),
-        Distro("debian-14", "debian", "14", "forky", "apt", "distro", "netplan", "ufw", "debootstrap:forky"),
-        Distro("manjaro", "manjaro", "", "", "pacman", "distro", "networkmanager", "nftables",
-               "manjarolinux/base"),
+        _ubuntu("22.04", "jammy"),
+        _ubuntu("24.04", "noble"),
+        _debian("12", "bookworm"),
+        _debian("13", "trixie"),
+        _debian("14", "forky"),
+        Distro(key="manjaro", os_id="manjaro", family="pacman", default_docker_source="distro",
+               network_backend="networkmanager", firewall_backend="nftables",
+               node_image_base="manjarolinux/base"),
     )
 }
+APT_DISTROS = tuple(k for k, d in DISTROS.items() if d.family == "apt")
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,7 @@ _OFFICIAL_APT = DockerPackages(
 
 # (distro, source) -> packages. A missing key means the combination does not exist.
 DOCKER_PACKAGES: dict[tuple[str, str], DockerPackages] = {
-    ("ubuntu-22.04", "official"): _OFFICIAL_APT,
-    ("ubuntu-24.04", "official"): _OFFICIAL_APT,
-    ("debian-12", "official"): _OFFICIAL_APT,
-    ("debian-13", "official"): _OFFICIAL_APT,
-    ("debian-14", "official"): _OFFICIAL_APT,
+    **{(key, "official"): _OFFICIAL_APT for key in APT_DISTROS},
     ("ubuntu-22.04", "distro"): DockerPackages(
         install=("docker.io", "docker-buildx", "docker-compose-v2"),
         rootless=("rootlesskit", "uidmap", "dbus-user-session", "slirp4netns"),
@@ -111,12 +112,6 @@ DOCKER_APT_REPO = "https://download.docker.com/linux/{os_id}"
 DOCKER_APT_KEY = "https://download.docker.com/linux/{os_id}/gpg"
 DOCKER_KEYRING = "/etc/apt/keyrings/docker.asc"
 
-# Packages every node needs before the deploys run, per package family.
-BASE_PACKAGES: dict[str, tuple[str, ...]] = {
-    "apt": ("ca-certificates", "curl", "iproute2", "kmod", "procps"),
-    "pacman": ("ca-certificates", "curl", "iproute2", "kmod", "procps-ng"),
-}
-
 NETWORK_PACKAGES: dict[str, tuple[str, ...]] = {
     "netplan": ("netplan.io",),
     "networkmanager": ("networkmanager",),
@@ -127,6 +122,7 @@ FIREWALL_PACKAGES: dict[str, tuple[str, ...]] = {
     "nftables": ("nftables",),
     "none": (),
 }
+
 
 @dataclass(frozen=True)
 class RootlessTools:
@@ -152,11 +148,7 @@ _ROOTLESS_UBUNTU = RootlessTools(
 
 # (distro, source) -> rootless scripts; keys as in DOCKER_PACKAGES.
 ROOTLESS_TOOLS: dict[tuple[str, str], RootlessTools] = {
-    ("ubuntu-22.04", "official"): _ROOTLESS_OFFICIAL,
-    ("ubuntu-24.04", "official"): _ROOTLESS_OFFICIAL,
-    ("debian-12", "official"): _ROOTLESS_OFFICIAL,
-    ("debian-13", "official"): _ROOTLESS_OFFICIAL,
-    ("debian-14", "official"): _ROOTLESS_OFFICIAL,
+    **{(key, "official"): _ROOTLESS_OFFICIAL for key in APT_DISTROS},  # docker-ce-rootless-extras
     ("ubuntu-22.04", "distro"): _ROOTLESS_UBUNTU,
     ("ubuntu-24.04", "distro"): _ROOTLESS_UBUNTU,
     ("debian-12", "distro"): _ROOTLESS_DEBIAN,
@@ -179,11 +171,6 @@ ROOTLESS_APPARMOR: frozenset[str] = frozenset({"ubuntu-24.04"})
 # Rootless overlay2 needs kernel 5.11+; older kernels use fuse-overlayfs (its package name).
 ROOTLESS_NATIVE_OVERLAY_KERNEL = (5, 11)
 FUSE_OVERLAYFS = "fuse-overlayfs"
-
-
-def docker_packages(distro: str, source: str) -> DockerPackages:
-    """Packages for a distro/source pair; KeyError when the pair does not exist."""
-    return DOCKER_PACKAGES[(distro, source)]
 
 
 def docker_plugin_gaps(distro: str, source: str) -> list[str]:
