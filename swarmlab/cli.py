@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -15,7 +15,7 @@ from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
 from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
-from swarmlab.spec import LabSpec, SpecError, load_spec
+from swarmlab.spec import LabSpec, NodeSpec, SpecError, load_spec
 from swarmlab.state import PROJECT_ROOT
 from swarmlab.vagrant_prep import PrepError
 
@@ -43,12 +43,44 @@ def _load(spec_path: Path | None, default: Path = CONTAINER_LAB) -> tuple[LabSpe
     return spec, path
 
 
-def _fail(err: Exception) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(2)
+class LabError(click.ClickException):
+    """An expected failure (bad spec, no engine, a failed phase): `error: ...` on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
 
 
-@click.group()
+class NoSuchNode(LabError):
+    """NODE is not a node of the spec."""
+
+    def __init__(self, spec: LabSpec, name: str) -> None:
+        super().__init__(f"no node {name!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})")
+
+
+class Unreachable(LabError):
+    """A live command could not read the node."""
+
+
+class LabGroup(click.Group):
+    """Every command's expected errors (EXPECTED) end as a LabError instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EXPECTED as err:
+            raise LabError(str(err)) from err
+
+
+def _node(spec: LabSpec, name: str) -> NodeSpec:
+    try:
+        return spec.node(name)
+    except KeyError:
+        raise NoSuchNode(spec, name) from None
+
+
+@click.group(cls=LabGroup)
 @click.version_option(package_name="swarmlab")
 def main() -> None:
     """Provision and verify a Docker Swarm lab from one lab spec."""
@@ -58,10 +90,7 @@ def main() -> None:
 @click.argument("spec_path", type=click.Path(path_type=Path))
 def validate(spec_path: Path) -> None:
     """Check a lab spec; touch no host."""
-    try:
-        spec, _ = _load(spec_path)
-    except SpecError as err:
-        _fail(err)
+    spec, _ = _load(spec_path)
     click.echo(
         f"{spec_path}: ok — lab {spec.name}, {len(spec.managers)} manager(s), "
         f"{len(spec.workers)} worker(s) on {spec.network.subnet}"
@@ -75,17 +104,14 @@ def validate(spec_path: Path) -> None:
               help="Send the nodes' apt through the shared package cache (default on).")
 def up(spec_path: Path | None, verify: bool, cache: bool) -> None:
     """Container lab: nodes up -> deploy -> verify -> summary."""
-    try:
-        spec, path = _load(spec_path)
-        click.echo(CONTAINER_LAB_GRANTS, err=True)
-        provider.ensure_engine()
-        preflight.check_same_name(spec, path)
-        preflight.record_spec(spec, path)
-        pipeline.nodes_up(spec, cache=cache)
-        deploy_and_verify(spec, path, verify, report=True, then=lambda: click.echo(
-            "\n".join(nextsteps.next_steps(spec, path, nextsteps.program()))))
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path)
+    click.echo(CONTAINER_LAB_GRANTS, err=True)
+    provider.ensure_engine()
+    preflight.check_same_name(spec, path)
+    preflight.record_spec(spec, path)
+    pipeline.nodes_up(spec, cache=cache)
+    deploy_and_verify(spec, path, verify, report=True, then=lambda: click.echo(
+        "\n".join(nextsteps.next_steps(spec, path, nextsteps.program()))))
 
 
 @main.command("vagrant-prep")
@@ -98,12 +124,9 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
     """
     from swarmlab.vagrant_prep import export_lines, prepare, vagrant_env
 
-    try:
-        spec, path = _load(spec_path)
-        env = vagrant_env(spec, path) if env_only else prepare(
-            spec, path, log=lambda m: click.echo(m, err=True))
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path)
+    env = vagrant_env(spec, path) if env_only else prepare(
+        spec, path, log=lambda m: click.echo(m, err=True))
     click.echo("\n".join(export_lines(env)))
     if not env_only:
         click.echo("next: vagrant up --provider=docker && swarmlab deploy   "
@@ -115,26 +138,21 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
 @click.option("--verify/--no-verify", default=True)
 def deploy(spec_path: Path | None, verify: bool) -> None:
     """Any lab (VMs, servers): pyinfra deploy -> verify -> summary, via inventories/lab.py."""
-    try:
-        spec, path = _load(spec_path, PROJECT_ROOT / "lab.yaml")
-        deploy_and_verify(spec, path, verify)
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path, PROJECT_ROOT / "lab.yaml")
+    deploy_and_verify(spec, path, verify)
 
 
 @main.command("verify")
 @spec_option
 @click.option("--check", default=None, metavar="EXPR",
               help="Only the checks whose name matches (pytest -k), e.g. 'forward or masquerade'.")
-def verify_cmd(spec_path: Path | None, check: str | None) -> None:
+@click.pass_context
+def verify_cmd(ctx: click.Context, spec_path: Path | None, check: str | None) -> None:
     """Run the testinfra suite against the spec's hosts."""
-    try:
-        spec, path = _load(spec_path)
-        result = _verify(spec, path, check)
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path)
+    result = _verify(spec, path, check)
     click.echo(pipeline.summary_line(None, result, len(spec.nodes)))
-    sys.exit(1 if result.failed else 0)
+    ctx.exit(1 if result.failed else 0)
 
 
 def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = False,
@@ -161,7 +179,7 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = Fa
     if then is not None:
         then()
     if result.failed_hosts or (checked and checked.failed):
-        sys.exit(1)
+        click.get_current_context().exit(1)
 
 
 def _report(spec: LabSpec, path: Path, must: bool) -> None:
@@ -186,11 +204,8 @@ def _report(spec: LabSpec, path: Path, must: bool) -> None:
 @spec_option
 def report(spec_path: Path | None) -> None:
     """Collect the lab's live facts and write .state/<lab>/report.json and report.html."""
-    try:
-        spec, path = _load(spec_path)
-        _report(spec, path, must=True)
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path)
+    _report(spec, path, must=True)
 
 
 @main.command()
@@ -205,19 +220,14 @@ def explain(spec_path: Path | None, node: str, table: str | None, port: int | No
     from swarmlab.report.explain import explain_save, grouped
     from swarmlab.report.trace import trace_port
 
-    try:
-        spec, path = _load(spec_path)
-        target = spec.node(node)
-    except KeyError:
-        _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
-    except EXPECTED as err:
-        _fail(err)
+    spec, path = _load(spec_path)
+    target = _node(spec, node)
     try:
         facts = collect_lab(spec, path, only=target.name)["nodes"][target.name]
     except Exception as err:  # noqa: BLE001 - no inventory or SSH config for this lab yet
-        _fail(RuntimeError(f"could not reach {node}: {type(err).__name__}: {err}"))
+        raise Unreachable(f"could not reach {node}: {type(err).__name__}: {err}") from err
     if facts.get("error"):
-        _fail(RuntimeError(f"{node}: {facts['error']}"))
+        raise Unreachable(f"{node}: {facts['error']}")
     if port is not None:
         other = next((n for n in spec.nodes if n.name != target.name), target)
         for line in trace_port(facts, target.ip, other.ip, port, iface=spec.network.interface):
@@ -257,24 +267,19 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
 @click.option("--junit", type=click.Path(path_type=Path), default=Path("reports/junit.xml"))
 @click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=DEFAULT_NODES, show_default=True,
               envvar="SWARMLAB_NIGHTLY_NODES", help="Lab size: one manager, the rest workers.")
-def nightly(distro: str, source: str, junit: Path, nodes: int) -> None:
+@click.pass_context
+def nightly(ctx: click.Context, distro: str, source: str, junit: Path, nodes: int) -> None:
     """CI matrix cell: a container lab of DISTRO/SOURCE, deploy, verify, report, down."""
-    try:
-        sys.exit(run_nightly(distro, source, junit, nodes))
-    except EXPECTED as err:
-        _fail(err)
+    ctx.exit(run_nightly(distro, source, junit, nodes))
 
 
 @main.command()
 @spec_option
 def down(spec_path: Path | None) -> None:
     """Remove the lab's containers, network and volumes (this lab only)."""
-    try:
-        spec, _ = _load(spec_path)
-        provider.ensure_engine()
-        gone = provider.remove_lab(spec.name)
-    except EXPECTED as err:
-        _fail(err)
+    spec, _ = _load(spec_path)
+    provider.ensure_engine()
+    gone = provider.remove_lab(spec.name)
     click.echo(
         f"lab {spec.name}: removed {gone['containers']} containers, {gone['networks']} networks, "
         f"{gone['volumes']} volumes"
@@ -287,12 +292,9 @@ def cache_clear(force: bool) -> None:
     """Remove the shared package cache container and its volume (not while labs use it)."""
     from swarmlab.containerlab.cache import cache_users, remove_cache
 
-    try:
-        provider.ensure_engine()
-        users = cache_users()
-        remove_cache(force=force)
-    except EXPECTED as err:
-        _fail(err)
+    provider.ensure_engine()
+    users = cache_users()
+    remove_cache(force=force)
     if users:
         click.echo(f"warning: lab(s) {', '.join(users)} used the cache: their apt fails until "
                    "`swarmlab up` runs for them again", err=True)
@@ -303,12 +305,9 @@ def cache_clear(force: bool) -> None:
 @spec_option
 def status(spec_path: Path | None) -> None:
     """Show the lab's node containers."""
-    try:
-        spec, _ = _load(spec_path)
-        containers = {c["Config"]["Labels"].get(provider.NODE_LABEL): c
-                      for c in provider.lab_containers(spec.name)}
-    except EXPECTED as err:
-        _fail(err)
+    spec, _ = _load(spec_path)
+    containers = {c["Config"]["Labels"].get(provider.NODE_LABEL): c
+                  for c in provider.lab_containers(spec.name)}
     for node in spec.nodes:
         c = containers.get(node.name)
         state = c["State"]["Status"] if c else "absent"
@@ -321,14 +320,8 @@ def status(spec_path: Path | None) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     """Open a shell (or run COMMAND) on a container-lab node as the lab user."""
-    try:
-        spec, _ = _load(spec_path)
-        target = spec.node(node)
-        argv = provider.ssh_command(spec, target) + list(command)
-    except KeyError:
-        _fail(ValueError(f"no node {node!r} in the spec (nodes: {', '.join(n.name for n in spec.nodes)})"))
-    except EXPECTED as err:
-        _fail(err)
+    spec, _ = _load(spec_path)
+    argv = provider.ssh_command(spec, _node(spec, node)) + list(command)
     os.execvp(argv[0], argv)
 
 

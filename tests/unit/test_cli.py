@@ -74,3 +74,42 @@ def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tm
     lines = result.output.strip().splitlines()
     line = f"report: {tmp_path / 'report.html'}  (facts: {tmp_path / 'report.json'})"
     assert line in lines and lines.index(line) < lines.index("next steps:")  # then the next steps
+
+
+def test_unknown_node_is_a_lab_error_with_exit_2():
+    result = CliRunner().invoke(main, ["ssh", "--spec", str(ROOT / "labs/local.yaml"), "node9"])
+    assert result.exit_code == 2
+    assert result.output == "error: no node 'node9' in the spec (nodes: node1, node2, node3)\n"
+
+
+def test_an_expected_error_in_any_command_exits_2_without_traceback(monkeypatch):
+    """The group turns the EXPECTED errors into a LabError (click prints it, exit 2)."""
+    import swarmlab.cli as cli
+
+    def no_engine() -> None:
+        raise cli.provider.ProviderError("no Docker engine answers on unix:///var/run/docker.sock")
+
+    monkeypatch.setattr(cli.provider, "ensure_engine", no_engine)
+    result = CliRunner().invoke(main, ["down", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 2
+    assert result.output == "error: no Docker engine answers on unix:///var/run/docker.sock\n"
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_an_unexpected_error_is_not_swallowed(monkeypatch):
+    import swarmlab.cli as cli
+
+    monkeypatch.setattr(cli.provider, "ensure_engine", lambda: 1 / 0)
+    result = CliRunner().invoke(main, ["down", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 1 and isinstance(result.exception, ZeroDivisionError)
+
+
+def test_verify_exits_1_on_failed_checks(monkeypatch, tmp_path):
+    import swarmlab.cli as cli
+
+    monkeypatch.setattr(cli.pipeline, "run_verify", lambda *a, **k: cli.pipeline.VerifyResult(
+        passed=5, failed=1, skipped=0, seconds=1.0, skip_reasons=[], report=tmp_path / "j.xml",
+        failures=["test_x[node1]: boom"]))
+    result = CliRunner().invoke(main, ["verify", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 1
+    assert "failed: test_x[node1]: boom" in result.output and "verified=5/6" in result.output
