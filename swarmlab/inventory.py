@@ -1,7 +1,7 @@
 """Turn a lab spec into pyinfra inventory groups (`managers`, `workers`) with host data.
 
 Connection settings come from, in order: the container lab's connection file (written by
-`swarmlab up`), a running Vagrant environment (python-vagrant's ssh-config), or the spec's
+`swarmlab up`), a running Vagrant environment (python-vagrant's `conf`), or the spec's
 IPs with the user's own SSH settings (`SWARMLAB_SSH_USER`, `SWARMLAB_SSH_KEY`).
 """
 
@@ -26,6 +26,8 @@ CONNECTION_FILE = "connection.json"
 VAGRANT_TRIES = 3  # a query Vagrant refuses (another `vagrant` holds the machine) is retried
 
 HostEntry = tuple[str, dict[str, Any]]
+# lab nodes are recreated with new host keys all the time: pyinfra host data that trusts them
+NO_HOST_KEY_CHECK = {"ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null"}
 
 
 def spec_path() -> Path:
@@ -46,16 +48,6 @@ def write_container_connection(spec: LabSpec, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
-
-
-def parse_ssh_config(text: str) -> dict[str, str]:
-    """Parse `vagrant ssh-config` output for one machine into lower-cased keys."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.strip().split(None, 1)
-        if len(parts) == 2:
-            out[parts[0].lower()] = parts[1].strip().strip('"')
-    return out
 
 
 def vagrant_dotfile(root: Path = PROJECT_ROOT) -> Path:
@@ -86,10 +78,8 @@ def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, d
         for attempt in range(VAGRANT_TRIES):
             try:
                 running = {s.name for s in v.status() if s.state == v.RUNNING}
-                return {
-                    node.name: ssh_data_from_config(parse_ssh_config(v.ssh_config(vm_name=node.name)))
-                    for node in spec.nodes if node.name in running
-                }
+                return {node.name: vagrant_ssh_data(v, node.name)
+                        for node in spec.nodes if node.name in running}
             except subprocess.CalledProcessError as err:  # refused or failed: try again
                 error = err
                 time.sleep(1.0 + attempt)
@@ -108,16 +98,20 @@ def _vagrant_lock(spec: LabSpec) -> Iterator[None]:
         yield
 
 
-def ssh_data_from_config(cfg: dict[str, str]) -> dict[str, Any]:
+def vagrant_ssh_data(v: Any, vm_name: str) -> dict[str, Any]:
+    """pyinfra connection data of one VM from python-vagrant (`conf` runs `vagrant ssh-config`
+    once and caches it for the accessors); KeyError when Vagrant gives no HostName."""
+    conf = v.conf(vm_name=vm_name)
+    if not v.hostname(vm_name=vm_name):
+        raise KeyError(f"no HostName in `vagrant ssh-config {vm_name}`: {conf}")
     data: dict[str, Any] = {
-        "ssh_hostname": cfg["hostname"],
-        "ssh_port": int(cfg.get("port", 22)),
-        "ssh_user": cfg.get("user", "vagrant"),
-        "ssh_strict_host_key_checking": "off",
-        "ssh_known_hosts_file": "/dev/null",
+        "ssh_hostname": v.hostname(vm_name=vm_name),
+        "ssh_port": int(v.port(vm_name=vm_name) or 22),
+        "ssh_user": v.user(vm_name=vm_name) or "vagrant",
+        **NO_HOST_KEY_CHECK,
     }
-    if "identityfile" in cfg:
-        data["ssh_key"] = cfg["identityfile"]
+    if v.keyfile(vm_name=vm_name):
+        data["ssh_key"] = v.keyfile(vm_name=vm_name)
     return data
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import vagrant
 
 from swarmlab import inventory
 from swarmlab.inventory import (
     lab_groups,
-    parse_ssh_config,
-    ssh_data_from_config,
     vagrant_connections,
+    vagrant_ssh_data,
     write_container_connection,
 )
 from swarmlab.spec import SpecError, load_spec
@@ -72,8 +72,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return state
 
 
-class FakeVagrant:
-    """Stands in for python-vagrant's `vagrant.Vagrant`."""
+class FakeVagrant(vagrant.Vagrant):
+    """python-vagrant's `vagrant.Vagrant` with `status` and `ssh_config` answered from recorded
+    output instead of running `vagrant`; its own `conf` and accessors parse that output."""
 
     RUNNING = "running"
     NOT_CREATED = "not_created"
@@ -84,8 +85,8 @@ class FakeVagrant:
     status_error: Exception | None = None
 
     def __init__(self, root=None, quiet_stdout=True, quiet_stderr=True, env=None, **kw):
+        super().__init__(root=root, quiet_stdout=quiet_stdout, quiet_stderr=quiet_stderr, env=env)
         self.root = root
-        self.env = env
         self.ssh_config_calls: list[str | None] = []
         type(self).instances.append(self)
 
@@ -120,39 +121,12 @@ def vagrant_root(tmp_path: Path) -> Path:
     return root
 
 
-# ---------------------------------------------------------------------------- ssh-config parsing
+# ---------------------------------------------------------------------------- python-vagrant conf
 
 
-def test_parse_ssh_config_recorded_output() -> None:
-    cfg = parse_ssh_config(RECORDED_NODE1)
-    assert cfg == {
-        "host": "node1",
-        "hostname": "127.0.0.1",
-        "user": "vagrant",
-        "port": "2222",
-        "userknownhostsfile": "/dev/null",
-        "stricthostkeychecking": "no",
-        "passwordauthentication": "no",
-        "identityfile": f"{VAGRANT_DIR}/node1/virtualbox/private_key",
-        "identitiesonly": "yes",
-        "loglevel": "FATAL",
-        "pubkeyacceptedkeytypes": "+ssh-rsa",
-        "hostkeyalgorithms": "+ssh-rsa",
-    }
-
-
-def test_parse_ssh_config_strips_quotes_and_keeps_spaces_in_values() -> None:
-    cfg = parse_ssh_config(RECORDED["node2"])
-    assert cfg["identityfile"] == f"{VAGRANT_DIR}/my vm/node2/virtualbox/private_key"
-    assert cfg["port"] == "2200"
-
-
-def test_parse_ssh_config_ignores_blank_and_single_word_lines() -> None:
-    assert parse_ssh_config("\n   \nHostName\n  Port   2200  \n") == {"port": "2200"}
-
-
-def test_ssh_data_from_recorded_config() -> None:
-    data = ssh_data_from_config(parse_ssh_config(RECORDED_NODE1))
+def test_vagrant_ssh_data_from_recorded_config(fake_vagrant: type[FakeVagrant]) -> None:
+    v = fake_vagrant()
+    data = vagrant_ssh_data(v, "node1")
     assert data == {
         "ssh_hostname": "127.0.0.1",
         "ssh_port": 2222,
@@ -162,19 +136,32 @@ def test_ssh_data_from_recorded_config() -> None:
         "ssh_key": f"{VAGRANT_DIR}/node1/virtualbox/private_key",
     }
     assert isinstance(data["ssh_port"], int)
+    assert v.ssh_config_calls == ["node1"]  # one `vagrant ssh-config`, cached by conf()
 
 
-def test_ssh_data_from_minimal_config_uses_defaults() -> None:
-    data = ssh_data_from_config({"hostname": "192.168.56.11"})
+def test_vagrant_ssh_data_strips_quotes_and_keeps_spaces(fake_vagrant: type[FakeVagrant]) -> None:
+    data = vagrant_ssh_data(fake_vagrant(), "node2")
+    assert data["ssh_key"] == f"{VAGRANT_DIR}/my vm/node2/virtualbox/private_key"
+    assert data["ssh_port"] == 2200
+
+
+def test_vagrant_ssh_data_minimal_config_uses_defaults(
+    fake_vagrant: type[FakeVagrant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(RECORDED, "bare", "Host bare\n  HostName 192.168.56.11\n")
+    data = vagrant_ssh_data(fake_vagrant(), "bare")
     assert data["ssh_hostname"] == "192.168.56.11"
     assert data["ssh_port"] == 22
     assert data["ssh_user"] == "vagrant"
     assert "ssh_key" not in data
 
 
-def test_ssh_data_from_config_needs_a_hostname() -> None:
+def test_vagrant_ssh_data_needs_a_hostname(
+    fake_vagrant: type[FakeVagrant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(RECORDED, "nohost", "Host nohost\n  Port 2222\n")
     with pytest.raises(KeyError):
-        ssh_data_from_config({"port": "2222"})
+        vagrant_ssh_data(fake_vagrant(), "nohost")
 
 
 # ---------------------------------------------------------------------------- vagrant_connections
