@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarmlab import sshconfig
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
-from swarmlab.inventory import write_container_connection
+from swarmlab.inventory import NO_HOST_KEY_CHECK, write_container_connection
 from swarmlab.progress import run_streamed
 from swarmlab.spec import LabSpec
 from swarmlab.state import PROJECT_ROOT, lab_state_dir
@@ -99,34 +100,18 @@ def nodes_up(spec: LabSpec, out: Callable[[str], None] = print, cache: bool = Tr
         pubkey = key.with_suffix(".pub").read_text()
         for node in spec.nodes:
             provider.wait_ready(spec, node, pubkey, apt_proxy=proxy)
-        write_container_connection(spec, {
-            "ssh_user": NODE_USER,
-            "ssh_key": str(key),
-            "ssh_strict_host_key_checking": "off",
-            "ssh_known_hosts_file": "/dev/null",
-        })
-        write_ssh_config(spec)
+        connection = {"ssh_user": NODE_USER, "ssh_key": str(key), **NO_HOST_KEY_CHECK}
+        write_container_connection(spec, connection)
+        write_ssh_config(spec, connection)
         info["detail"] = f"started {', '.join(started)}" if started else "all running"
 
 
-def write_ssh_config(spec: LabSpec) -> Path:
-    """An OpenSSH config for the lab's nodes (testinfra's ssh backend and `swarmlab ssh`)."""
-    state = lab_state_dir(spec.name)
-    lines = []
-    for node in spec.nodes:
-        lines += [
-            f"Host {node.name}",
-            f"  HostName {node.ip}",
-            f"  User {NODE_USER}",
-            f"  IdentityFile {state / 'id_ed25519'}",
-            "  StrictHostKeyChecking no",
-            "  UserKnownHostsFile /dev/null",
-            "  LogLevel ERROR",
-            "",
-        ]
-    path = state / "ssh_config"
-    path.write_text("\n".join(lines))
-    return path
+def write_ssh_config(spec: LabSpec, connection: dict[str, str]) -> Path:
+    """The container lab's OpenSSH config (`swarmlab ssh`, `ssh -F`): its nodes' IPs with the
+    connection data the inventory hands pyinfra, through the one writer."""
+    return sshconfig.write_ssh_config(
+        [(node.name, {"ssh_hostname": node.ip, **connection}) for node in spec.nodes],
+        lab_state_dir(spec.name) / sshconfig.LAB_CONFIG)
 
 
 def _env(spec_path: Path) -> dict[str, str]:

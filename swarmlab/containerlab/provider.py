@@ -14,6 +14,7 @@ from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
 from swarmlab.distros import PLATFORM
 from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.sshconfig import LAB_CONFIG
 from swarmlab.state import lab_state_dir, state_root
 
 LAB_LABEL = "swarmlab.lab"
@@ -230,10 +231,12 @@ def remove_lab(lab: str) -> dict[str, int]:
 
 
 def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
-    """ssh to a running node as the lab user; ProviderError when the lab or node is not up."""
+    """ssh to a running node as the lab user, with the lab's SSH config (written by `up`);
+    ProviderError when the lab or node is not up."""
     key = state_root() / spec.name / "id_ed25519"
-    if not key.exists():
-        raise ProviderError(f"lab {spec.name} is not up (no SSH key in {key.parent}): "
+    config = key.parent / LAB_CONFIG
+    if not (key.exists() and config.exists()):
+        raise ProviderError(f"lab {spec.name} is not up (no SSH key or config in {key.parent}): "
                             "run `swarmlab up` first")
     ensure_engine()
     name = LabNames(spec.name).container(node.name)
@@ -244,11 +247,7 @@ def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
     if not running:
         raise ProviderError(f"node {node.name} of lab {spec.name} is not running "
                             "(`swarmlab status` shows the nodes; `swarmlab up` starts them)")
-    return [
-        "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-        f"{NODE_USER}@{node.ip}",
-    ]
+    return ["ssh", "-F", str(config), node.name]
 
 
 def ensure_engine() -> None:

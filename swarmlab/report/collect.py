@@ -252,16 +252,11 @@ def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = l
 
 def testinfra_hosts(spec: LabSpec, spec_file: Path) -> tuple[dict[str, Any], Path]:
     """testinfra hosts of the spec's nodes, built as the suite builds them (its SSH config)."""
-    import testinfra
-
     from swarmlab.inventory import lab_groups
-    from swarmlab.verify.conftest import _ssh_config
+    from swarmlab.sshconfig import testinfra_hosts as hosts_of
 
     managers, workers = lab_groups(spec_file)
-    config = _ssh_config(managers + workers)
-    hosts = {name: testinfra.get_host(f"ssh://{name}?ssh_config={config}&controlpersist=120&sudo=true")
-             for name, _ in managers + workers}
-    return hosts, config
+    return hosts_of(managers + workers)
 
 
 def collect_lab(spec: LabSpec, spec_file: Path, only: str | None = None) -> dict[str, Any]:

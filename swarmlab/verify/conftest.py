@@ -6,34 +6,13 @@ same inventory pyinfra uses, so the suite runs against any spec's hosts.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 import testinfra
 
 from swarmlab.inventory import lab_groups, spec_path
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.sshconfig import testinfra_hosts
 from swarmlab.verify.probe import Probe
-
-
-def _ssh_config(entries: list[tuple[str, dict]]) -> Path:
-    lines = []
-    for name, data in entries:
-        lines += [f"Host {name}", f"  HostName {data['ssh_hostname']}"]
-        if data.get("ssh_port"):
-            lines.append(f"  Port {data['ssh_port']}")
-        if data.get("ssh_user"):
-            lines.append(f"  User {data['ssh_user']}")
-        if data.get("ssh_key"):
-            lines.append(f"  IdentityFile {data['ssh_key']}")
-        if data.get("ssh_strict_host_key_checking") == "off":
-            lines += ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
-        # one SSH connection per host for the whole run (testinfra sets ControlMaster only)
-        lines += ["  LogLevel ERROR", "  ControlPath /tmp/swarmlab-cm-%C", ""]
-    fd, path = tempfile.mkstemp(prefix="swarmlab-ssh-", suffix=".config")
-    Path(path).write_text("\n".join(lines))
-    return Path(path)
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +23,7 @@ def spec() -> LabSpec:
 @pytest.fixture(scope="session")
 def hosts(spec: LabSpec) -> dict[str, testinfra.host.Host]:
     managers, workers = lab_groups()
-    config = _ssh_config(managers + workers)
-    out = {
-        name: testinfra.get_host(f"ssh://{name}?ssh_config={config}&controlpersist=120&sudo=true")
-        for name, _ in managers + workers
-    }
+    out, config = testinfra_hosts(managers + workers)
     yield out
     config.unlink(missing_ok=True)
 
