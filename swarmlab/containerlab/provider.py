@@ -234,9 +234,8 @@ def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
     """ssh to a running node as the lab user, with the lab's SSH config (written by `up`);
     ProviderError when the lab or node is not up."""
     key = state_root() / spec.name / "id_ed25519"
-    config = key.parent / LAB_CONFIG
-    if not (key.exists() and config.exists()):
-        raise ProviderError(f"lab {spec.name} is not up (no SSH key or config in {key.parent}): "
+    if not key.exists():
+        raise ProviderError(f"lab {spec.name} is not up (no SSH key in {key.parent}): "
                             "run `swarmlab up` first")
     ensure_engine()
     name = LabNames(spec.name).container(node.name)
@@ -247,6 +246,9 @@ def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
     if not running:
         raise ProviderError(f"node {node.name} of lab {spec.name} is not running "
                             "(`swarmlab status` shows the nodes; `swarmlab up` starts them)")
+    config = key.parent / LAB_CONFIG
+    if not config.exists():
+        raise ProviderError(f"lab {spec.name} has no SSH config ({config}): run `swarmlab up` again")
     return ["ssh", "-F", str(config), node.name]
 
 

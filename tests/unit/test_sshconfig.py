@@ -101,5 +101,5 @@ def test_container_lab_config_and_swarmlab_ssh(tmp_path: Path, monkeypatch: pyte
         "State": {"Running": True}}])
     assert provider.ssh_command(spec, spec.node("node2")) == ["ssh", "-F", str(path), "node2"]
     path.unlink()
-    with pytest.raises(provider.ProviderError, match="is not up"):
+    with pytest.raises(provider.ProviderError, match="has no SSH config .*: run `swarmlab up` again"):
         provider.ssh_command(spec, spec.node("node2"))
