@@ -171,6 +171,13 @@ class Ctx:
             return FAIL, f"{detail}; security.profile: hardened requires it", spec_field
         return LAB, detail, spec_field
 
+    def daemon_option(self, key: str, want: bool, good: str, otherwise: str) -> Result:
+        """Pass when dockerd's option `key` is `want`; else the lab choice of
+        docker.daemon.<key> (a failure under the hardened profile)."""
+        if self.opt(key) is want:
+            return PASS, good, None
+        return self.choice(otherwise, f"docker.daemon.{key}", required=True)
+
 
 Result = tuple[str, str, str | None]
 CHECKS: list[tuple[str, str, str, Callable[[Ctx], Result]]] = []  # (cis, title, scope, fn)
@@ -294,10 +301,8 @@ def _c2_13(c: Ctx) -> Result:
 
 @check("2.14", "Ensure containers are restricted from acquiring new privileges")
 def _c2_14(c: Ctx) -> Result:
-    if c.opt("no-new-privileges") is True:
-        return PASS, "no-new-privileges on", None
-    return c.choice("containers may gain privileges (setuid)", "docker.daemon.no-new-privileges",
-                    required=True)
+    return c.daemon_option("no-new-privileges", True, "no-new-privileges on",
+                           "containers may gain privileges (setuid)")
 
 
 @check("2.15", "Ensure live restore is enabled")
@@ -312,10 +317,8 @@ def _c2_15(c: Ctx) -> Result:
 
 @check("2.16", "Ensure Userland Proxy is Disabled")
 def _c2_16(c: Ctx) -> Result:
-    if c.opt("userland-proxy") is False:
-        return PASS, "userland-proxy off (published ports by iptables only)", None
-    return c.choice("docker-proxy runs for published ports", "docker.daemon.userland-proxy",
-                    required=True)
+    return c.daemon_option("userland-proxy", False, "userland-proxy off (published ports by iptables only)",
+                           "docker-proxy runs for published ports")
 
 
 @check("2.17", "Ensure that a daemon-wide custom seccomp profile is applied if appropriate")

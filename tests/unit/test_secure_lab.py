@@ -288,3 +288,18 @@ def test_summary_line_counts_security(tmp_path):
     findings: list = []
     pipeline._add_security(xml, counts, findings)
     assert counts == {"s1": {"pass": 0, "lab choice": 1, "fail": 0}} and findings
+
+
+@pytest.mark.parametrize(("cis", "key", "want", "good", "otherwise"), [
+    ("2.14", "no-new-privileges", True, "no-new-privileges on", "containers may gain privileges (setuid)"),
+    ("2.16", "userland-proxy", False, "userland-proxy off (published ports by iptables only)",
+     "docker-proxy runs for published ports"),
+])
+def test_daemon_option_checks(cis, key, want, good, otherwise):
+    spec = _spec(LOCAL)
+    lab = security.evaluate(cis, spec, spec.nodes[0], _facts())
+    assert (lab.status, lab.detail, lab.spec_field) == (security.LAB, otherwise, f"docker.daemon.{key}")
+    on = security.evaluate(cis, spec, spec.nodes[0], _facts(daemon_json={key: want}))
+    assert (on.status, on.detail, on.spec_field) == (security.PASS, good, None)
+    other = security.evaluate(cis, spec, spec.nodes[0], _facts(args=["dockerd", f"--{key}={str(not want).lower()}"]))
+    assert other.status == security.LAB
