@@ -171,14 +171,6 @@ class Ctx:
             return FAIL, f"{detail}; security.profile: hardened requires it", spec_field
         return LAB, detail, spec_field
 
-    def daemon_option(self, key: str, want: bool, good: str, otherwise: str) -> Result:
-        """Pass when dockerd's option `key` is `want`; else the lab choice of
-        docker.daemon.<key> (a failure under the hardened profile)."""
-        if self.opt(key) is want:
-            return PASS, good, None
-        return self.choice(otherwise, f"docker.daemon.{key}", required=True)
-
-
 Result = tuple[str, str, str | None]
 CHECKS: list[tuple[str, str, str, Callable[[Ctx], Result]]] = []  # (cis, title, scope, fn)
 
@@ -189,6 +181,17 @@ def check(cis: str, title: str, scope: str = "node"):
         return fn
 
     return register
+
+
+def _daemon_option(key: str, want: bool, good: str, otherwise: str) -> Callable[[Ctx], Result]:
+    """Pass when dockerd's boolean option `key` is `want`; else the lab choice of
+    docker.daemon.<key> (a failure under the hardened profile)."""
+    def fn(c: Ctx) -> Result:
+        if c.opt(key) is want:
+            return PASS, good, None
+        return c.choice(otherwise, f"docker.daemon.{key}", required=True)
+
+    return fn
 
 
 @check("2.1", "Run the Docker daemon as a non-root user, if possible")
@@ -299,10 +302,8 @@ def _c2_13(c: Ctx) -> Result:
     return FAIL, f"{driver} logs without a size limit (they can fill the disk)", "docker.log_opts"
 
 
-@check("2.14", "Ensure containers are restricted from acquiring new privileges")
-def _c2_14(c: Ctx) -> Result:
-    return c.daemon_option("no-new-privileges", True, "no-new-privileges on",
-                           "containers may gain privileges (setuid)")
+check("2.14", "Ensure containers are restricted from acquiring new privileges")(_daemon_option(
+    "no-new-privileges", True, "no-new-privileges on", "containers may gain privileges (setuid)"))
 
 
 @check("2.15", "Ensure live restore is enabled")
@@ -315,10 +316,9 @@ def _c2_15(c: Ctx) -> Result:
     return c.choice("live-restore off", "docker.daemon.live-restore", required=False)
 
 
-@check("2.16", "Ensure Userland Proxy is Disabled")
-def _c2_16(c: Ctx) -> Result:
-    return c.daemon_option("userland-proxy", False, "userland-proxy off (published ports by iptables only)",
-                           "docker-proxy runs for published ports")
+check("2.16", "Ensure Userland Proxy is Disabled")(_daemon_option(
+    "userland-proxy", False, "userland-proxy off (published ports by iptables only)",
+    "docker-proxy runs for published ports"))
 
 
 @check("2.17", "Ensure that a daemon-wide custom seccomp profile is applied if appropriate")
