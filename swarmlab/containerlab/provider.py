@@ -25,6 +25,9 @@ NODE_LABEL = "swarmlab.node"
 # device, the host's cgroup tree. Root in a node is root on the Docker host (see README,
 # "The container lab"). Shared with the Vagrantfile's docker provider.
 NODE_RUN_FLAGS = tuple(PLATFORM["node_run_flags"])
+# `sh -c` scripts take paths and names as arguments ($1, $2), never formatted into the script
+WRITE_STDIN = 'cat > "$1"'
+INSTALL_KEYS = 'cat > "$1" && chown "$2:$2" "$1" && chmod 600 "$1"'
 
 
 class ProviderError(RuntimeError):
@@ -191,15 +194,11 @@ def wait_ready(spec: LabSpec, node: NodeSpec, pubkey: str, apt_proxy: str | None
         )
     target = proxy_file(node.distro)
     if target and apt_proxy:
-        docker("exec", "-i", name, "sh", "-c", f"cat > {target}", input=apt_proxy)
+        docker("exec", "-i", name, "sh", "-c", WRITE_STDIN, "sh", target, input=apt_proxy)
     elif target:
         docker("exec", name, "rm", "-f", target)
-    home = f"/home/{NODE_USER}/.ssh/authorized_keys"
-    docker(
-        "exec", "-i", name, "sh", "-c",
-        f"cat > {home} && chown {NODE_USER}:{NODE_USER} {home} && chmod 600 {home}",
-        input=pubkey,
-    )
+    keys = f"/home/{NODE_USER}/.ssh/authorized_keys"
+    docker("exec", "-i", name, "sh", "-c", INSTALL_KEYS, "sh", keys, NODE_USER, input=pubkey)
 
 
 def _port_open(ip: str, port: int) -> bool:
