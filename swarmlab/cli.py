@@ -14,6 +14,7 @@ from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
+from swarmlab.distros import DISTROS
 from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
 from swarmlab.spec import LabSpec, NodeSpec, SpecError, load_spec
 from swarmlab.state import PROJECT_ROOT
@@ -262,7 +263,7 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
 
 
 @main.command()
-@click.option("--distro", required=True, help="Node distro, e.g. ubuntu-24.04.")
+@click.option("--distro", type=click.Choice(sorted(DISTROS)), required=True, help="Node distro.")
 @click.option("--source", type=click.Choice(["official", "distro"]), required=True)
 @click.option("--junit", type=click.Path(path_type=Path), default=Path("reports/junit.xml"))
 @click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=DEFAULT_NODES, show_default=True,

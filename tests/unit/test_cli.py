@@ -113,3 +113,9 @@ def test_verify_exits_1_on_failed_checks(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["verify", "--spec", str(ROOT / "labs/local.yaml")])
     assert result.exit_code == 1
     assert "failed: test_x[node1]: boom" in result.output and "verified=5/6" in result.output
+
+
+def test_nightly_names_the_distros_it_knows():
+    result = CliRunner().invoke(main, ["nightly", "--distro", "fedora-41", "--source", "distro"])
+    assert result.exit_code == 2
+    assert "'fedora-41' is not one of 'debian-12'" in result.output and "'ubuntu-24.04'" in result.output
