@@ -251,12 +251,12 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
     for failure in result.failures:
         click.echo(f"  failed: {failure}", err=True)
     if result.security:
-        report = pipeline.security_report(result)
-        path = result.report.parent / "security-report.txt"
-        path.write_text("\n".join(report + ["", "all findings:", *result.security_findings]) + "\n")
-        for text in report[:len(result.security)]:
+        lines = pipeline.security_report(result)
+        findings = result.report.parent / "security-report.txt"
+        findings.write_text("\n".join(lines + ["", "all findings:", *result.security_findings]) + "\n")
+        for text in lines[:len(result.security)]:
             click.echo(f"  {text}")
-        click.echo(f"  security findings: {path}")
+        click.echo(f"  security findings: {findings}")
     if result.failed:
         click.echo(f"  failures: see {result.report.parent / 'verify.log'}", err=True)
     return result

@@ -119,3 +119,20 @@ def test_nightly_names_the_distros_it_knows():
     result = CliRunner().invoke(main, ["nightly", "--distro", "fedora-41", "--source", "distro"])
     assert result.exit_code == 2
     assert "'fedora-41' is not one of 'debian-12'" in result.output and "'ubuntu-24.04'" in result.output
+
+
+def test_verify_writes_the_security_findings_beside_the_report(monkeypatch, tmp_path):
+    import swarmlab.cli as cli
+
+    monkeypatch.setattr(cli.pipeline, "run_verify", lambda *a, **k: cli.pipeline.VerifyResult(
+        passed=2, failed=0, skipped=0, seconds=1.0, skip_reasons=[], report=tmp_path / "j.xml",
+        security={"node1": {"pass": 1, "lab choice": 1, "fail": 0}},
+        security_findings=["node1 CIS 2.1 lab choice: x", "node1 CIS 2.3 pass: y"]))
+    result = CliRunner().invoke(main, ["verify", "--spec", str(ROOT / "labs/local.yaml")])
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "security-report.txt"
+    assert f"  security findings: {page}" in result.output
+    assert "  security node1: pass=1 lab choice=1 fail=0" in result.output
+    assert page.read_text().splitlines() == [
+        "security node1: pass=1 lab choice=1 fail=0", "node1 CIS 2.1 lab choice: x", "",
+        "all findings:", "node1 CIS 2.1 lab choice: x", "node1 CIS 2.3 pass: y"]
