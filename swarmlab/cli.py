@@ -15,11 +15,11 @@ from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
 from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
+from swarmlab.shipped import default_spec, example_spec
 from swarmlab.spec import LabSpec, SpecError, load_spec
-from swarmlab.state import PROJECT_ROOT
 from swarmlab.vagrant_prep import PrepError
 
-CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
+CONTAINER_LAB = default_spec("labs/local.yaml")  # None when installed: --spec names the lab
 EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError,
             PrepError)
 
@@ -31,12 +31,20 @@ CONTAINER_LAB_GRANTS = (
 
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
-    help="Lab spec (default: labs/local.yaml for the container lab).",
+    help="Lab spec (default in a checkout: labs/local.yaml for the container lab; installed: required).",
 )
 
 
-def _load(spec_path: Path | None, default: Path = CONTAINER_LAB) -> tuple[LabSpec, Path]:
-    path = (spec_path or Path(os.environ.get("SWARMLAB_SPEC", default))).resolve()
+def _load(spec_path: Path | None, default: Path | None = CONTAINER_LAB) -> tuple[LabSpec, Path]:
+    given = spec_path or os.environ.get("SWARMLAB_SPEC") or default
+    if not given:
+        example = example_spec()
+        raise SpecError(
+            "no lab spec: an installed swarmlab has no default lab. Fix: pass --spec FILE (or set "
+            f"SWARMLAB_SPEC); to start from the example container lab: cp {example} lab.yaml && "
+            "swarmlab up --spec lab.yaml"
+        )
+    path = Path(given).resolve()
     spec = load_spec(path)
     for warning in spec.warnings():
         click.echo(f"warning: {warning}", err=True)
@@ -116,7 +124,7 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
 def deploy(spec_path: Path | None, verify: bool) -> None:
     """Any lab (VMs, servers): pyinfra deploy -> verify -> summary, via inventories/lab.py."""
     try:
-        spec, path = _load(spec_path, PROJECT_ROOT / "lab.yaml")
+        spec, path = _load(spec_path, default_spec("lab.yaml"))
         deploy_and_verify(spec, path, verify)
     except EXPECTED as err:
         _fail(err)
