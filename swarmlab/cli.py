@@ -19,7 +19,7 @@ from swarmlab.shipped import default_spec, example_spec
 from swarmlab.spec import LabSpec, SpecError, load_spec
 from swarmlab.vagrant_prep import PrepError
 
-CONTAINER_LAB = default_spec("labs/local.yaml")  # None when installed: --spec names the lab
+CONTAINER_LAB = "labs/local.yaml"  # the default spec in a checkout; installed, --spec names the lab
 EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError,
             PrepError)
 
@@ -35,11 +35,12 @@ spec_option = click.option(
 )
 
 
-def _load(spec_path: Path | None, default: Path | None = CONTAINER_LAB) -> tuple[LabSpec, Path]:
-    given = spec_path or os.environ.get("SWARMLAB_SPEC") or default
+def _load(spec_path: Path | None, default: str = CONTAINER_LAB) -> tuple[LabSpec, Path]:
+    """The spec: --spec, SWARMLAB_SPEC, the checkout's `default`; installed, an error naming the fix."""
+    given = spec_path or os.environ.get("SWARMLAB_SPEC") or default_spec(default)
     if not given:
         example = example_spec()
-        raise SpecError(
+        raise click.UsageError(
             "no lab spec: an installed swarmlab has no default lab. Fix: pass --spec FILE (or set "
             f"SWARMLAB_SPEC); to start from the example container lab: cp {example} lab.yaml && "
             "swarmlab up --spec lab.yaml"
@@ -124,7 +125,7 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
 def deploy(spec_path: Path | None, verify: bool) -> None:
     """Any lab (VMs, servers): pyinfra deploy -> verify -> summary, via inventories/lab.py."""
     try:
-        spec, path = _load(spec_path, default_spec("lab.yaml"))
+        spec, path = _load(spec_path, "lab.yaml")
         deploy_and_verify(spec, path, verify)
     except EXPECTED as err:
         _fail(err)

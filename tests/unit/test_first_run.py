@@ -18,8 +18,8 @@ from swarmlab.cli import main
 from swarmlab.containerlab import cache, docker_cli, image, provider
 from swarmlab.containerlab.provider import LAB_LABEL, NODE_LABEL, ProviderError
 from swarmlab.spec import load_spec
-from swarmlab.state import PROJECT_ROOT
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repo (tests may run against an installed wheel)
 LOCAL = PROJECT_ROOT / "labs" / "local.yaml"
 VAGRANT_LAB = PROJECT_ROOT / "tests" / "live" / "labs" / "vagrant.yaml"
 HOST_SETUP = PROJECT_ROOT / "scripts" / "host-setup.sh"
