@@ -64,8 +64,9 @@ def test_the_repo_holds_one_copy_of_each_shipped_directory() -> None:
 def test_pyproject_ships_every_package_and_maps_every_shipped_directory() -> None:
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    code = {".".join(p.parent.relative_to(ROOT).parts)
-            for p in (ROOT / "swarmlab").rglob("__init__.py") if "__pycache__" not in p.parts}
+    package = Path(swarmlab.__file__).resolve().parent  # the source, or the installed copy
+    code = {".".join(p.parent.relative_to(package.parent).parts)
+            for p in package.rglob("__init__.py") if "__pycache__" not in p.parts}
     mapped = {f"swarmlab.{name}": name for name in shipped.SHIPPED}
     assert set(config["packages"]) == code | set(mapped)
     assert config["package-dir"] == mapped
