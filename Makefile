@@ -8,7 +8,7 @@ SPEC ?= labs/local.yaml
 VAGRANT_SPEC ?= tests/live/labs/vagrant.yaml
 PYTHON ?= python3
 
-.PHONY: lab test unit live lint down status bench setup host host-vagrant browser vagrant vagrant-down
+.PHONY: lab test unit live lint package down status bench setup host host-vagrant browser vagrant vagrant-down
 
 lab: setup host
 	$(VENV)/bin/swarmlab up --spec $(SPEC)
@@ -22,6 +22,10 @@ unit: setup
 
 live: setup host-vagrant browser
 	$(VENV)/bin/pytest tests/live -q -rs
+
+# the wheel: built from the tracked files, installed in a fresh venv, the unit suite run against it
+package: setup
+	$(VENV)/bin/pytest tests/package -q -rs
 
 lint: setup
 	$(VENV)/bin/ruff check swarmlab deploys inventories tests bench
@@ -37,6 +41,7 @@ bench: setup host
 
 setup: $(VENV)/.installed
 
+# editable for development (make test also checks the installed wheel: tests/package)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip

@@ -16,11 +16,11 @@ from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
 from swarmlab.distros import DISTROS
 from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
+from swarmlab.shipped import default_spec, example_spec
 from swarmlab.spec import LabSpec, NodeSpec, SpecError, load_spec
-from swarmlab.state import PROJECT_ROOT
 from swarmlab.vagrant_prep import PrepError
 
-CONTAINER_LAB = PROJECT_ROOT / "labs" / "local.yaml"
+CONTAINER_LAB = "labs/local.yaml"  # the default spec in a checkout; installed, --spec names the lab
 EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError,
             PrepError)
 
@@ -32,12 +32,21 @@ CONTAINER_LAB_GRANTS = (
 
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
-    help="Lab spec (default: labs/local.yaml for the container lab).",
+    help="Lab spec (default in a checkout: labs/local.yaml for the container lab; installed: required).",
 )
 
 
-def _load(spec_path: Path | None, default: Path = CONTAINER_LAB) -> tuple[LabSpec, Path]:
-    path = (spec_path or Path(os.environ.get("SWARMLAB_SPEC", default))).resolve()
+def _load(spec_path: Path | None, default: str = CONTAINER_LAB) -> tuple[LabSpec, Path]:
+    """The spec: --spec, SWARMLAB_SPEC, the checkout's `default`; installed, an error naming the fix."""
+    given = spec_path or os.environ.get("SWARMLAB_SPEC") or default_spec(default)
+    if not given:
+        example = example_spec()
+        raise click.UsageError(
+            "no lab spec: an installed swarmlab has no default lab. Fix: pass --spec FILE (or set "
+            f"SWARMLAB_SPEC); to start from the example container lab: cp {example} lab.yaml && "
+            "swarmlab up --spec lab.yaml"
+        )
+    path = Path(given).resolve()
     spec = load_spec(path)
     for warning in spec.warnings():
         click.echo(f"warning: {warning}", err=True)
@@ -139,7 +148,7 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
 @click.option("--verify/--no-verify", default=True)
 def deploy(spec_path: Path | None, verify: bool) -> None:
     """Any lab (VMs, servers): pyinfra deploy -> verify -> summary, via inventories/lab.py."""
-    spec, path = _load(spec_path, PROJECT_ROOT / "lab.yaml")
+    spec, path = _load(spec_path, "lab.yaml")
     deploy_and_verify(spec, path, verify)
 
 

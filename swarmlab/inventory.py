@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from swarmlab.shipped import checkout, default_spec
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.state import PROJECT_ROOT, lab_state_dir, state_root
+from swarmlab.state import lab_state_dir, state_root
 
-DEFAULT_SPEC = PROJECT_ROOT / "lab.yaml"
+DEFAULT_SPEC = default_spec("lab.yaml") or Path("lab.yaml")  # installed: lab.yaml in the current directory
 CONNECTION_FILE = "connection.json"
 VAGRANT_TRIES = 3  # a query Vagrant refuses (another `vagrant` holds the machine) is retried
 
@@ -31,7 +32,8 @@ NO_HOST_KEY_CHECK = {"ssh_strict_host_key_checking": "off", "ssh_known_hosts_fil
 
 
 def spec_path() -> Path:
-    """The spec the inventory reads: `SWARMLAB_SPEC` or lab.yaml at the project root."""
+    """The spec the inventory reads: `SWARMLAB_SPEC`, else lab.yaml at the checkout's root (installed:
+    in the current directory)."""
     return Path(os.environ.get("SWARMLAB_SPEC", DEFAULT_SPEC)).resolve()
 
 
@@ -50,13 +52,20 @@ def write_container_connection(spec: LabSpec, data: dict[str, Any]) -> Path:
     return path
 
 
-def vagrant_dotfile(root: Path = PROJECT_ROOT) -> Path:
+def vagrant_root() -> Path:
+    """The Vagrantfile's directory: VAGRANT_CWD, else the checkout (the Vagrantfile is a repo file),
+    else the current directory."""
+    given = os.environ.get("VAGRANT_CWD")
+    return Path(given) if given else checkout() or Path.cwd()
+
+
+def vagrant_dotfile(root: Path | None = None) -> Path:
     """Where Vagrant keeps this project's machines: VAGRANT_DOTFILE_PATH (relative to the
     Vagrantfile's directory, as Vagrant reads it) or `.vagrant`."""
-    return root / (os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant")
+    return (root or vagrant_root()) / (os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant")
 
 
-def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
+def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, dict[str, Any]]:
     """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant.
 
     Vagrant refuses a second process on a machine another one is reading ("machine is
@@ -65,6 +74,7 @@ def vagrant_connections(spec: LabSpec, root: Path = PROJECT_ROOT) -> dict[str, d
     state dir, a refused one is retried, and if Vagrant still fails the spec's IPs are used
     with a warning on stderr.
     """
+    root = root or vagrant_root()
     if not vagrant_dotfile(root).is_dir():
         return {}
     try:

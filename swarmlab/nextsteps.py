@@ -8,10 +8,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from swarmlab.shipped import default_spec
 from swarmlab.spec import LabSpec
-from swarmlab.state import PROJECT_ROOT, state_root
+from swarmlab.state import state_root
 
-DEFAULT_SPEC = PROJECT_ROOT / "labs" / "local.yaml"
+DEFAULT_SPEC = default_spec("labs/local.yaml")  # None when installed: every command needs --spec
 REPORT_FILE = "report.html"  # written by `swarmlab report`
 
 
@@ -39,7 +40,7 @@ def spec_args(spec_path: Path) -> str:
     """` --spec PATH` unless the commands would find this spec by themselves."""
     given = os.environ.get("SWARMLAB_SPEC")
     default = Path(given).resolve() if given else DEFAULT_SPEC
-    if spec_path.resolve() == default:
+    if default is not None and spec_path.resolve() == default:
         return ""
     return f" --spec {shlex.quote(_shown(spec_path))}"
 

@@ -15,12 +15,13 @@ import yaml
 
 from swarmlab import pipeline
 from swarmlab.containerlab import provider
+from swarmlab.shipped import checkout
 from swarmlab.spec import load_spec
-from swarmlab.state import PROJECT_ROOT
 
 DEFAULT_NODES = 3  # what the workflow runs: 1 manager, 2 workers
 MAX_NODES = 9
-WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "nightly.yml"
+# a repo file (not shipped): the checkout's, else the one in the current directory (a clone)
+WORKFLOW = (checkout() or Path.cwd()) / ".github" / "workflows" / "nightly.yml"
 _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 

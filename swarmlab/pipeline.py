@@ -23,12 +23,14 @@ from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_conf
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
 from swarmlab.inventory import NO_HOST_KEY_CHECK, write_container_connection
 from swarmlab.progress import run_streamed
+from swarmlab.shipped import PACKAGE, shipped
 from swarmlab.spec import LabSpec
-from swarmlab.state import PROJECT_ROOT, lab_state_dir
+from swarmlab.state import lab_state_dir, state_root
 
-INVENTORY = PROJECT_ROOT / "inventories" / "lab.py"
-SWARM_DEPLOY = PROJECT_ROOT / "deploys" / "swarm.py"
-VERIFY_SUITE = PROJECT_ROOT / "swarmlab" / "verify"
+# the thin entry points a user runs with pyinfra; the wheel ships them inside the package
+INVENTORY = shipped("inventories") / "lab.py"
+SWARM_DEPLOY = shipped("deploys") / "swarm.py"
+VERIFY_SUITE = PACKAGE / "verify"
 # one pytest-xdist worker per test module: checks wait on SSH round trips, not on CPU
 VERIFY_PARALLEL = ("-n", "4", "--dist", "loadfile")
 
@@ -115,7 +117,10 @@ def write_ssh_config(spec: LabSpec, connection: dict[str, str]) -> Path:
 
 
 def _env(spec_path: Path) -> dict[str, str]:
-    return dict(os.environ, SWARMLAB_SPEC=str(spec_path), PYTHONUNBUFFERED="1")
+    """pyinfra's and pytest's environment: this spec and this state directory (absolute: they
+    run in the lab's state directory, away from any config.py or conftest.py of the user's)."""
+    return dict(os.environ, SWARMLAB_SPEC=str(spec_path), SWARMLAB_STATE=str(state_root()),
+                PYTHONUNBUFFERED="1")
 
 
 def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
@@ -127,7 +132,7 @@ def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
            *(extra or [])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(spec_path), cwd=PROJECT_ROOT)
+                            env=_env(spec_path), cwd=log.parent)
     stdout: list[str] = []
     reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
     reader.start()
@@ -228,7 +233,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
         output: list[str] = []
         # a heartbeat line at most every 10 s while the checks run
         run_streamed(cmd, f"      {phase_name} checks", progress, sink=output.append,
-                     env=_env(spec_path), cwd=PROJECT_ROOT)
+                     env=_env(spec_path), cwd=state)
         text = "\n".join(output)
         logs.append(f"=== verify phase {phase_name}: {' '.join(cmd[2:])}\n{text}\n")
         if not report.exists():

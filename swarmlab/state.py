@@ -1,16 +1,40 @@
-"""Where swarmlab keeps per-lab local state (SSH key, reports)."""
+"""Where swarmlab keeps per-lab local state (SSH key, CA, unlock key, logs, reports).
+
+`$SWARMLAB_STATE`, else `./.swarmlab` in the current directory: the user's directory, never
+site-packages. A checkout's `./.state` (the default before) is still used while there is no
+`./.swarmlab`, with a one-line notice: it holds the SSH keys, CA and unlock keys of labs that
+may still be up, which a fresh directory would not.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+STATE_DIR = ".swarmlab"
+LEGACY_STATE_DIR = ".state"
+# the repo root this module sits in: only meaningful in a checkout (tests/live use it); package
+# code finds its files with swarmlab.shipped instead (a unit test checks)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_noticed: set[Path] = set()
 
 
 def state_root() -> Path:
-    """`SWARMLAB_STATE` or `.state/` beside the project."""
-    return Path(os.environ.get("SWARMLAB_STATE", PROJECT_ROOT / ".state"))
+    """`$SWARMLAB_STATE` or `./.swarmlab` (`./.state` while only that exists), absolute."""
+    given = os.environ.get("SWARMLAB_STATE")
+    if given:
+        return Path(given).absolute()
+    here = Path.cwd()
+    legacy = here / LEGACY_STATE_DIR
+    if legacy.is_dir() and not (here / STATE_DIR).is_dir():
+        if legacy not in _noticed:
+            _noticed.add(legacy)
+            print(f"note: lab state in {legacy} (the old default); `mv {LEGACY_STATE_DIR} {STATE_DIR}` "
+                  "or set SWARMLAB_STATE to move it", file=sys.stderr)
+        return legacy
+    return here / STATE_DIR
 
 
 def lab_state_dir(lab: str) -> Path:

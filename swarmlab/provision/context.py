@@ -11,10 +11,10 @@ from pyinfra.context import ctx_state
 from pyinfra.facts.server import LinuxDistribution
 
 from swarmlab.distros import Distro, distro_from_os_release
+from swarmlab.shipped import shipped
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.state import PROJECT_ROOT
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = shipped("templates")  # the repo's templates/, shipped in the wheel as swarmlab/templates/
 
 
 @lru_cache(maxsize=8)

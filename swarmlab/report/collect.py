@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from swarmlab.provision.facts import KERNEL_MARKERS
+from swarmlab.shipped import PACKAGE
 from swarmlab.spec import LabSpec
-from swarmlab.state import PROJECT_ROOT, lab_state_dir
+from swarmlab.state import lab_state_dir
 
 SECTION = "@@@swarmlab-report "
 
@@ -209,7 +210,7 @@ def verification(state: Path) -> dict[str, Any]:
 def _check_docs() -> dict[str, str]:
     """test function -> what it checks (the docstring, or the name in words)."""
     out = {}
-    for path in (PROJECT_ROOT / "swarmlab" / "verify").glob("test_*.py"):
+    for path in (PACKAGE / "verify").glob("test_*.py"):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 doc = ast.get_docstring(node)

@@ -14,8 +14,12 @@ import pytest
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.provider import LabNames
 from swarmlab.spec import LabSpec, load_spec
+from swarmlab.state import state_root
 
 LABS = Path(__file__).parent / "labs"
+# one lab state directory for the session and every command it starts, whatever their cwd
+# (the default, ./.swarmlab, follows the current directory)
+os.environ.setdefault("SWARMLAB_STATE", str(state_root()))
 SUMMARY_RE = re.compile(
     r"^summary: hosts=(\d+) changed=(\d+) failed=(\d+)(?: verified=(\d+)/(\d+) skipped=(\d+))?"
     r"(?: security=(\d+)/(\d+)/(\d+))?$", re.M

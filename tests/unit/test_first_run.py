@@ -18,8 +18,8 @@ from swarmlab.cli import main
 from swarmlab.containerlab import cache, docker_cli, image, provider
 from swarmlab.containerlab.provider import LAB_LABEL, NODE_LABEL, ProviderError
 from swarmlab.spec import load_spec
-from swarmlab.state import PROJECT_ROOT
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repo (tests may run against an installed wheel)
 LOCAL = PROJECT_ROOT / "labs" / "local.yaml"
 VAGRANT_LAB = PROJECT_ROOT / "tests" / "live" / "labs" / "vagrant.yaml"
 HOST_SETUP = PROJECT_ROOT / "scripts" / "host-setup.sh"
@@ -225,7 +225,8 @@ def test_up_refuses_another_spec_before_touching_anything(engine: Engine, state:
 # ------------------------------------------------------------------ next steps
 
 
-def test_next_steps_for_the_default_lab(state: Path) -> None:
+def test_next_steps_for_the_default_lab(state: Path, monkeypatch) -> None:
+    monkeypatch.setattr(nextsteps, "DEFAULT_SPEC", LOCAL)  # a checkout's default (installed: none)
     lines = nextsteps.next_steps(load_spec(LOCAL), LOCAL, ".venv/bin/swarmlab")
     assert lines[0] == "next steps:"
     cmds = [line.split("#")[0].strip() for line in lines[1:]]
@@ -298,6 +299,7 @@ def test_up_prints_the_next_steps_after_the_summary(state: Path, monkeypatch) ->
 
 def test_up_prints_the_next_steps_after_a_failed_deploy_too(state: Path, monkeypatch) -> None:
     fake_run(monkeypatch, failed_hosts=["node2"])
+    monkeypatch.setattr(nextsteps, "DEFAULT_SPEC", LOCAL)  # a checkout's default (installed: none)
     result = CliRunner().invoke(main, ["up", "--spec", str(LOCAL)])
     assert result.exit_code == 1
     assert "summary: hosts=3 changed=5 failed=1" in result.output

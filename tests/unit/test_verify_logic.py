@@ -177,7 +177,9 @@ def test_readme_drift_table_is_the_drift_suites():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert markdown_table() in readme, "README's drift table is stale: regenerate it from tests/live/drift.py"
-    verify = Path(__file__).resolve().parents[2] / "swarmlab" / "verify"
+    import swarmlab.verify
+
+    verify = Path(swarmlab.verify.__file__).parent  # the suite under test (installed or the checkout's)
     checks = {d.check for d in DRIFTS}
     for check in checks:
         assert any(f"def {check}(" in f.read_text() for f in verify.glob("test_*.py")), check
