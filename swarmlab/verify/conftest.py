@@ -6,7 +6,10 @@ same inventory pyinfra uses, so the suite runs against any spec's hosts.
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +52,31 @@ def hosts(spec: LabSpec) -> dict[str, testinfra.host.Host]:
         name: testinfra.get_host(f"ssh://{name}?ssh_config={config}&controlpersist=120&sudo=true")
         for name, _ in managers + workers
     }
+    trace = os.environ.get("SWARMLAB_VERIFY_TRACE")
+    if trace:
+        for name, host in out.items():
+            _trace_commands(host, name, Path(trace))
     yield out
     config.unlink(missing_ok=True)
+
+
+def _trace_commands(host: testinfra.host.Host, name: str, path: Path) -> None:
+    """Append one JSON line per command the host runs (host, seconds, command) to `path`:
+    `SWARMLAB_VERIFY_TRACE=file swarmlab verify` counts the SSH commands per host."""
+    backend = host.backend
+    run = backend.run
+
+    def traced(command: str, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return run(command, *args, **kwargs)
+        finally:
+            line = {"host": name, "s": round(time.monotonic() - start, 3),
+                    "cmd": backend.get_command(command, *args)[:200]}
+            with path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    backend.run = traced
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -86,7 +112,7 @@ def probe(spec: LabSpec, hosts) -> Probe:
 # fixtures that start containers, services or networks on the nodes: tests using them run in
 # the second phase, after the checks that read rules and state (Docker rewrites its chains
 # whenever an endpoint changes, so a read during a workload could see a half-written chain)
-WORKLOAD_FIXTURES = {"probe", "overlay_pair"}
+WORKLOAD_FIXTURES = {"probe", "overlay_pair", "swarm_workloads"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,7 +12,7 @@ from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
 from swarmlab.provision.kernel import MODULE_FEATURES
 from swarmlab.provision.swarm import label_update_args, overlay_drift
 from swarmlab.verify.conftest import require_kernel
-from swarmlab.verify.probe import IMAGE, LABEL
+from swarmlab.verify.probe import IMAGE, LABEL, on_each
 from swarmlab.verify.rules import masquerades, parse_rules
 
 
@@ -106,32 +106,118 @@ def test_spec_overlays_exist(spec, first_manager):
         assert not drift, f"overlay {net.name} differs from the spec: {'; '.join(drift)}"
 
 
-def _two_nodes(spec):
-    if len(spec.nodes) < 2:
-        pytest.skip("needs two nodes")
-    return spec.nodes[0], spec.nodes[1]
+DNSRR = "swarmlab-probe-dnsrr"
+STACK = "swarmlab-probe"
+STACK_FILE = "/tmp/swarmlab-probe-stack.yml"
+SECRET = "swarmlab-secret-value"
+PROBE_CONTAINERS = {"a": "swarmlab-probe-a", "b": "swarmlab-probe-b", "dns": "swarmlab-probe-dns"}
+
+STACK_SPEC = """
+services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "cp /run/secrets/probe_secret /www/index.html; httpd -f -p 80 -h /www"]
+    secrets: [probe_secret]
+    stop_grace_period: 1s
+    deploy:
+      endpoint_mode: dnsrr
+      labels: [{label}]
+secrets:
+  probe_secret:
+    external: true
+"""
 
 
-def _attachable_overlays(spec):
-    return [o.name for o in spec.swarm.overlays if o.attachable] or pytest.skip(
-        "no attachable overlay network in the spec"
-    )
+class SwarmWorkloads:
+    """The module's probe workloads (overlay pair, global dnsrr service, stack with a secret),
+    started together when the first workload check asks; each check waits only on its own.
+
+    A workload that could not start fails (or skips) the checks that use it, not the others.
+    """
+
+    def __init__(self, spec, hosts, probe):
+        self.spec, self.hosts, self.probe = spec, hosts, probe
+        self.manager = hosts[spec.first_manager.name]
+        self.nets = [o.name for o in spec.swarm.overlays if o.attachable]
+        self.skips: dict[str, str] = {}
+        if len(spec.nodes) < 2:
+            self.skips["overlay"] = "needs two nodes"
+        if not self.nets:
+            self.skips["overlay"] = self.skips["dnsrr"] = "no attachable overlay network in the spec"
+        self.errors: dict[str, BaseException] = {}
+
+    def start(self) -> None:
+        starts = {"overlay": self._overlay_pair, "dnsrr": self._dnsrr, "stack": self._stack}
+        on_each(self._start_one, [(k, fn) for k, fn in starts.items() if k not in self.skips])
+
+    def _start_one(self, job) -> None:
+        name, fn = job
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - reported by the checks that need this workload
+            self.errors[name] = e
+
+    def need(self, name: str) -> None:
+        """Skip or fail the calling check when its workload is not there."""
+        if name in self.skips:
+            pytest.skip(self.skips[name])
+        if name in self.errors:
+            pytest.fail(f"the {name} probe workload did not start: {self.errors[name]}")
+
+    def _overlay_pair(self) -> None:
+        """One probe container on each of two nodes, on every attachable spec overlay."""
+        a, b = self.spec.nodes[0], self.spec.nodes[1]
+        extra = "".join(f"; docker network connect {shlex.quote(n)} {{c}}" for n in self.nets[1:])
+
+        def run(pair) -> str:
+            node, container = pair
+            self.probe.run(node.name, container, f"--network {shlex.quote(self.nets[0])}", "sleep 600")
+            return self.hosts[node.name].check_output("true" + extra.format(c=container))
+
+        on_each(run, [(a, PROBE_CONTAINERS["a"]), (b, PROBE_CONTAINERS["b"])])
+
+    def _dnsrr(self) -> None:
+        net = shlex.quote(self.nets[0])
+        self.manager.check_output(
+            f"docker service create -d --name {DNSRR} --label {LABEL} --mode global --stop-grace-period 1s "
+            f"--endpoint-mode dnsrr --network {net} "
+            f"--publish mode=host,published=18081,target=80 {IMAGE} "
+            "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
+        )
+        self.probe.run(self.spec.nodes[0].name, PROBE_CONTAINERS["dns"], f"--network {net}", "sleep 300")
+
+    def _stack(self) -> None:
+        compose = STACK_SPEC.format(image=IMAGE, label=LABEL)
+        self.manager.check_output(
+            f"docker stack rm {STACK} >/dev/null 2>&1; docker secret rm probe_secret >/dev/null 2>&1; "
+            f"printf %s {SECRET} | docker secret create --label {LABEL} probe_secret - && "
+            f"printf '%s' {shlex.quote(compose)} > {STACK_FILE} && "
+            f"docker stack deploy -c {STACK_FILE} {STACK}"
+        )
+
+    def stop(self) -> None:
+        """Remove everything at once and wait for it together; the secret last (in use until
+        the stack's tasks are gone)."""
+        self.probe.remove_services([DNSRR], [STACK])
+        rm = f"docker rm -f {' '.join(PROBE_CONTAINERS.values())} >/dev/null 2>&1; true"
+        on_each(lambda n: self.hosts[n.name].run(rm), self.spec.nodes[:2])
+        self.manager.run(f"rm -f {STACK_FILE}; for i in $(seq 20); do "
+                         "docker secret rm probe_secret >/dev/null 2>&1 && break; sleep 1; done")
 
 
 @pytest.fixture(scope="module")
-def overlay_pair(spec, hosts, probe):
-    """One probe container on each of two nodes, on every attachable spec overlay."""
-    a, b = _two_nodes(spec)
-    nets = _attachable_overlays(spec)
-    net_args = f"--network {shlex.quote(nets[0])}"
-    probe.run(a.name, "swarmlab-probe-a", net_args, "sleep 600")
-    probe.run(b.name, "swarmlab-probe-b", net_args, "sleep 600")
-    for extra in nets[1:]:
-        hosts[a.name].check_output("docker network connect %s swarmlab-probe-a", extra)
-        hosts[b.name].check_output("docker network connect %s swarmlab-probe-b", extra)
-    yield a, b, nets
-    hosts[a.name].run("docker rm -f swarmlab-probe-a")
-    hosts[b.name].run("docker rm -f swarmlab-probe-b")
+def swarm_workloads(spec, hosts, probe):
+    w = SwarmWorkloads(spec, hosts, probe)
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def overlay_pair(spec, swarm_workloads):
+    """Probe containers a and b on two nodes, on every attachable spec overlay."""
+    swarm_workloads.need("overlay")
+    return spec.nodes[0], spec.nodes[1], swarm_workloads.nets
 
 
 def _ping(host, container: str, target: str) -> bool:
@@ -164,9 +250,9 @@ def test_overlay_traffic_across_nodes_by_ip_and_name(spec, hosts, overlay_pair):
     if not plain:
         pytest.skip("every attachable overlay in the spec is encrypted (checked separately)")
     for net in plain:
-        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
-        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
-    assert _ping(hosts[a.name], "swarmlab-probe-a", "swarmlab-probe-b"), "name resolution over overlay"
+        ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
+        assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+    assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], PROBE_CONTAINERS["b"]), "name resolution over overlay"
 
 
 def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
@@ -176,8 +262,8 @@ def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
         pytest.skip("no attachable encrypted overlay in the spec")
     require_kernel(hosts[a.name], "esp4", KERNEL_MARKERS["esp4"], MODULE_FEATURES["esp4"])
     for net in encrypted:
-        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
-        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+        ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
+        assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
 
 
 def test_routing_mesh_and_vip(spec, first_manager):
@@ -215,47 +301,42 @@ def _wait_running(manager, service: str, want: int, timeout: float = 60) -> list
     pytest.fail(f"service {service}: {want} tasks not running after {timeout}s: {tasks}")
 
 
-def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
+# one python3 on the node fetches every URL given as an argument: one line per URL
+HTTP_GET = (
+    "python3 -c \"import sys,urllib.request\n"
+    "for u in sys.argv[1:]:\n"
+    "    try: print(urllib.request.urlopen(u, timeout=5).read().decode().strip())\n"
+    "    except OSError as e: print('ERROR', u, e)\""
+)
+
+
+def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, swarm_workloads):
     """Without IPVS this is how a service is reached: host-mode ports and DNS round robin.
 
     A global service puts a task on every node: each node serves its host-mode port, and the
     embedded DNS on the first node answers with every task's address (learnt by gossip).
     """
-    nets = _attachable_overlays(spec)
-    name = "swarmlab-probe-dnsrr"
+    swarm_workloads.need("dnsrr")
+    nets = swarm_workloads.nets
     replicas = len(spec.nodes)
-    first_manager.check_output(
-        f"docker service create -d --name {name} --label {LABEL} --mode global --stop-grace-period 1s "
-        f"--endpoint-mode dnsrr --network {shlex.quote(nets[0])} "
-        f"--publish mode=host,published=18081,target=80 {IMAGE} "
-        "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
+    tasks = _wait_running(first_manager, DNSRR, replicas)
+    task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
+    assert task_nodes == {n.name for n in spec.nodes}, f"global service tasks on {sorted(task_nodes)}"
+    urls = " ".join(shlex.quote(f"http://{node.ip}:18081/") for node in spec.nodes)
+    bodies = first_manager.check_output(f"{HTTP_GET} {urls}").splitlines()
+    assert len(bodies) == replicas and all(b.startswith("dnsrr-") for b in bodies), bodies
+    a = spec.nodes[0]
+    want = _task_addresses(first_manager, tasks, nets[0])
+    answers: list[str] = []
+    for _ in range(15):  # the embedded DNS learns remote tasks by gossip
+        out = hosts[a.name].run(f"docker exec {PROBE_CONTAINERS['dns']} nslookup {DNSRR}")
+        answers = nslookup_answers(out.stdout)
+        if set(answers) == want:
+            break
+        time.sleep(1)
+    assert set(answers) == want and len(want) == replicas, (
+        f"DNS round robin for {DNSRR} answered {answers}; its {replicas} running tasks are {sorted(want)}"
     )
-    try:
-        tasks = _wait_running(first_manager, name, replicas)
-        task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
-        assert task_nodes == {n.name for n in spec.nodes}, f"global service tasks on {sorted(task_nodes)}"
-        for node in spec.nodes:
-            body = first_manager.check_output(
-                "python3 -c \"import urllib.request;print(urllib.request.urlopen("
-                f"'http://{node.ip}:18081/', timeout=5).read().decode().strip())\""
-            )
-            assert body.startswith("dnsrr-"), body
-        a = spec.nodes[0]
-        probe.run(a.name, "swarmlab-probe-dns", f"--network {shlex.quote(nets[0])}", "sleep 120")
-        want = _task_addresses(first_manager, tasks, nets[0])
-        answers: list[str] = []
-        for _ in range(15):  # the embedded DNS learns remote tasks by gossip
-            out = hosts[a.name].run(f"docker exec swarmlab-probe-dns nslookup {name}")
-            answers = nslookup_answers(out.stdout)
-            if set(answers) == want:
-                break
-            time.sleep(1)
-        assert set(answers) == want and len(want) == replicas, (
-            f"DNS round robin for {name} answered {answers}; its {replicas} running tasks are {sorted(want)}"
-        )
-    finally:
-        probe.remove_service(name)
-        hosts[spec.nodes[0].name].run("docker rm -f swarmlab-probe-dns")
 
 
 def nslookup_answers(output: str) -> list[str]:
@@ -271,55 +352,23 @@ def nslookup_answers(output: str) -> list[str]:
 
 
 def _task_addresses(manager, tasks: list[dict], net: str) -> set[str]:
-    """The overlay addresses of the service's running tasks on `net`."""
+    """The overlay addresses of the service's running tasks on `net` (one inspect for all)."""
+    ids = [t["ID"] for t in tasks if t["CurrentState"].startswith("Running")]
+    if not ids:
+        return set()
     out = set()
-    for t in tasks:
-        if not t["CurrentState"].startswith("Running"):
-            continue
-        info = json.loads(manager.check_output(f"docker inspect --format '{{{{json .}}}}' {t['ID']}"))
-        for att in info.get("NetworksAttachments") or []:
+    for line in manager.check_output(f"docker inspect --format '{{{{json .}}}}' {' '.join(ids)}").splitlines():
+        for att in json.loads(line).get("NetworksAttachments") or []:
             if att["Network"]["Spec"]["Name"] == net:
                 out.update(a.split("/")[0] for a in att.get("Addresses") or [])
     return out
 
 
-STACK = """
-services:
-  web:
-    image: {image}
-    command: ["sh", "-c", "cp /run/secrets/probe_secret /www/index.html; httpd -f -p 80 -h /www"]
-    secrets: [probe_secret]
-    stop_grace_period: 1s
-    deploy:
-      endpoint_mode: dnsrr
-      labels: [{label}]
-secrets:
-  probe_secret:
-    external: true
-"""
-
-
-def test_stack_deploy_with_secret(first_manager, hosts, probe):
-    secret = "swarmlab-secret-value"
-    first_manager.run("docker stack rm swarmlab-probe")
-    first_manager.run("docker secret rm probe_secret")
-    first_manager.check_output(f"printf {secret} | docker secret create --label {LABEL} probe_secret -")
-    compose = STACK.format(image=IMAGE, label=LABEL)
-    first_manager.check_output(
-        f"printf '%s' '{compose}' > /tmp/swarmlab-probe-stack.yml && "
-        "docker stack deploy -c /tmp/swarmlab-probe-stack.yml swarmlab-probe"
-    )
-    try:
-        tasks = _wait_running(first_manager, "swarmlab-probe_web", 1)
-        runner = hosts[tasks[0]["Node"]]
-        cid = runner.check_output(
-            "docker ps -q --filter label=com.docker.swarm.service.name=swarmlab-probe_web"
-        ).split()[0]
-        assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == secret
-    finally:
-        probe.remove_service("swarmlab-probe", stack=True)
-        first_manager.run("rm -f /tmp/swarmlab-probe-stack.yml")
-        for _ in range(20):  # the secret is in use until the stack's tasks are gone
-            if first_manager.run("docker secret rm probe_secret").succeeded:
-                break
-            time.sleep(1)
+def test_stack_deploy_with_secret(first_manager, hosts, swarm_workloads):
+    swarm_workloads.need("stack")
+    tasks = _wait_running(first_manager, f"{STACK}_web", 1)
+    runner = hosts[tasks[0]["Node"]]
+    cid = runner.check_output(
+        f"docker ps -q --filter label=com.docker.swarm.service.name={STACK}_web"
+    ).split()[0]
+    assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == SECRET
