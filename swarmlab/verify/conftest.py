@@ -17,7 +17,8 @@ import testinfra
 
 from swarmlab.inventory import lab_groups, spec_path
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.verify.probe import Probe
+from swarmlab.verify.probe import Probe, on_each
+from swarmlab.verify.snapshot import Snapshot
 
 
 def _ssh_config(entries: list[tuple[str, dict]]) -> Path:
@@ -96,6 +97,20 @@ def host(hosts, node: NodeSpec) -> testinfra.host.Host:
 
 
 @pytest.fixture(scope="session")
+def snapshots(hosts) -> dict[str, Snapshot]:
+    """The shared read-only commands (swarmlab/verify/snapshot.py), once per host, all hosts at
+    once, before any check of this session runs."""
+    names = list(hosts)
+    return dict(zip(names, on_each(lambda n: Snapshot.take(n, hosts[n]), names), strict=True))
+
+
+@pytest.fixture
+def snap(snapshots, node: NodeSpec) -> Snapshot:
+    """The snapshot of the `node` under test."""
+    return snapshots[node.name]
+
+
+@pytest.fixture(scope="session")
 def first_manager(spec: LabSpec, hosts):
     return hosts[spec.first_manager.name]
 
@@ -126,7 +141,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def require_kernel(host, feature: str, marker: str, what: str) -> None:
-    """Skip (never pass silently) when the node's kernel lacks a feature.
+    """Skip (never pass silently) when the node's kernel lacks a feature (`host`: a testinfra
+    host or the node's Snapshot, which holds every marker's result).
 
     The markers exit 1 when the feature is absent; any other failure (SSH lost: 255, a
     missing command: 127) is an error of the check, not a reason to skip.
@@ -135,11 +151,15 @@ def require_kernel(host, feature: str, marker: str, what: str) -> None:
     if result.rc == 0:
         return
     if result.rc == 1:
-        pytest.skip(f"kernel has no {feature} on {host.backend.hostname}: {what} cannot work here")
+        pytest.skip(f"kernel has no {feature} on {_name(host)}: {what} cannot work here")
     pytest.fail(
-        f"could not check {feature} on {host.backend.hostname} (exit {result.rc}): "
+        f"could not check {feature} on {_name(host)} (exit {result.rc}): "
         f"{(result.stderr or result.stdout).strip()[:300]}"
     )
+
+
+def _name(host) -> str:
+    return host.name if isinstance(host, Snapshot) else host.backend.hostname
 
 
 def other_node(spec: LabSpec, node: NodeSpec, why: str) -> NodeSpec:

@@ -11,13 +11,16 @@ import pytest
 from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
 from swarmlab.provision.kernel import MODULE_FEATURES
 from swarmlab.provision.swarm import label_update_args, overlay_drift
+from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
+from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import require_kernel
 from swarmlab.verify.probe import IMAGE, LABEL, on_each
 from swarmlab.verify.rules import masquerades, parse_rules
 
 
-def _swarm(host) -> dict:
-    return json.loads(host.check_output("docker info --format '{{json .Swarm}}'"))
+def _swarm(snap) -> SwarmState:
+    """The node's swarm state (swarmlab/swarm_state.py) from its snapshot's `docker info`."""
+    return parse_info(snap.check_output(INFO_COMMAND))
 
 
 def _nodes(host) -> list[dict]:
@@ -25,19 +28,20 @@ def _nodes(host) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_swarm_active_in_the_labs_cluster(host, node, spec):
-    info = _swarm(host)
-    assert info["LocalNodeState"] == "active", f"{node.name}: swarm state {info['LocalNodeState']}"
-    remotes = {m["Addr"] for m in info.get("RemoteManagers") or []}
-    assert f"{spec.first_manager.ip}:2377" in remotes, f"{node.name} is in another swarm: {remotes}"
-    assert info["NodeAddr"] == node.ip, f"advertised {info['NodeAddr']}, want the lab IP {node.ip}"
+def test_swarm_active_in_the_labs_cluster(snap, node, spec):
+    info = _swarm(snap)
+    assert info.active, f"{node.name}: swarm state {info.local_node_state!r} {info.error}".rstrip()
+    assert info.in_swarm_of(spec.first_manager.ip), (
+        f"{node.name} is in another swarm: {list(info.remote_managers)}"
+    )
+    assert info.node_addr == node.ip, f"advertised {info.node_addr}, want the lab IP {node.ip}"
 
 
-def test_managers_share_one_cluster_id(spec, hosts):
+def test_managers_share_one_cluster_id(spec, snapshots):
     if len(spec.managers) < 2:
         pytest.skip("one manager in the spec: no other manager to share a cluster with")
-    ids = {m.name: _swarm(hosts[m.name])["Cluster"]["ID"] for m in spec.managers}
-    assert len(set(ids.values())) == 1, ids
+    ids = {m.name: _swarm(snapshots[m.name]).cluster_id for m in spec.managers}
+    assert len(set(ids.values())) == 1 and all(ids.values()), ids
 
 
 def test_manager_sees_every_spec_node_ready_with_its_role(spec, first_manager):
@@ -75,12 +79,10 @@ def test_gossip_ports_listening(host, node):
 
 
 
-def test_docker_gwbridge_with_masquerade(host):
-    subnet = json.loads(
-        host.check_output("docker network inspect docker_gwbridge --format '{{json .IPAM.Config}}'")
-    )[0]["Subnet"]
+def test_docker_gwbridge_with_masquerade(host, snap):
+    subnet = json.loads(snap.check_output(shared.GWBRIDGE_IPAM))[0]["Subnet"]
     assert host.file("/sys/class/net/docker_gwbridge/bridge").is_directory, "docker_gwbridge is no bridge"
-    assert masquerades(parse_rules(host.iptables.rules("nat")), subnet, "docker_gwbridge"), (
+    assert masquerades(parse_rules(snap.lines(shared.NAT_RULES)), subnet, "docker_gwbridge"), (
         f"no MASQUERADE for docker_gwbridge's {subnet}: swarm tasks cannot reach beyond the node"
     )
 
