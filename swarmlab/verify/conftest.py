@@ -19,6 +19,7 @@ from swarmlab.inventory import lab_groups, spec_path
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
 from swarmlab.verify.probe import Probe, on_each
 from swarmlab.verify.snapshot import Snapshot
+from swarmlab.verify.workloads import Workloads
 
 
 def _ssh_config(entries: list[tuple[str, dict]]) -> Path:
@@ -124,10 +125,20 @@ def probe(spec: LabSpec, hosts) -> Probe:
     p.cleanup()
 
 
-# fixtures that start containers, services or networks on the nodes: tests using them run in
-# the second phase, after the checks that read rules and state (Docker rewrites its chains
-# whenever an endpoint changes, so a read during a workload could see a half-written chain)
-WORKLOAD_FIXTURES = {"probe", "overlay_pair", "swarm_workloads"}
+@pytest.fixture(scope="session")
+def workloads(spec: LabSpec, hosts, probe) -> Workloads:
+    """Every probe workload (swarmlab/verify/workloads.py), started at once when the first
+    check that needs one runs: after all the state checks (the items are sorted so)."""
+    w = Workloads(spec, hosts, probe)
+    w.start()
+    yield w
+    w.stop()
+
+
+# fixtures that start containers, services or networks on the nodes: tests using them run
+# after the checks that read rules and state (Docker rewrites its chains whenever an endpoint
+# changes, so a read during a workload could see a half-written chain)
+WORKLOAD_FIXTURES = {"probe", "workloads"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -135,9 +146,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the checks that use a workload, and run them after every other check."""
     for item in items:
         if WORKLOAD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.workload)
+    items.sort(key=lambda item: item.get_closest_marker("workload") is not None)
 
 
 def require_kernel(host, feature: str, marker: str, what: str) -> None:

@@ -33,10 +33,20 @@ NFT_TABLE = "nft list table inet swarmlab"
 SYSCTL_CONF = f"cat {SYSCTL_FILE}"
 MODULES_CONF = f"cat {MODULES_FILE}"
 
+# the fixed reads of swarmlab.security.collect (the CIS checks; its other reads depend on these)
+SECURITY_READS = (
+    "systemctl show -p MainPID --value docker.service",
+    "systemctl show -p FragmentPath --value docker.service",
+    "systemctl show -p FragmentPath --value docker.socket",
+    "docker network inspect bridge --format '{{json .Options}}'",
+    "ss -Hltn 'sport = :2377'",
+)
+
 COMMANDS: tuple[str, ...] = (
     NAT_RULES, FILTER_RULES, INPUT_RULES, ADDRESSES, DEFAULT_ROUTES, DAEMON_JSON, BRIDGE_IPAM,
     GWBRIDGE_IPAM, SERVER_VERSION, BUILDX_VERSION, COMPOSE_VERSION, INFO_COMMAND, UFW_STATUS,
     UFW_ADDED, UFW_CONF, NFT_TABLE, SYSCTL_CONF, MODULES_CONF, *KERNEL_MARKERS.values(),
+    *SECURITY_READS,
 )
 
 _MARK = "@@swarmlab-snapshot"
@@ -87,15 +97,20 @@ class Snapshot:
     """The shared commands' results on one host, read once; `run`/`check_output` like a
     testinfra host, for these commands only."""
 
-    def __init__(self, name: str, results: dict[str, Result]):
+    def __init__(self, name: str, results: dict[str, Result], error: str = ""):
         self.name = name
         self.results = results
+        self.error = error  # why the snapshot could not be read (its checks fail with it)
 
     @classmethod
     def take(cls, name: str, host) -> Snapshot:
-        return cls(name, parse(host.check_output(script())))
+        try:
+            return cls(name, parse(host.check_output(script())))
+        except (AssertionError, RuntimeError) as e:  # a failed script; SSH lost (testinfra: 255)
+            return cls(name, {}, f"{type(e).__name__}: {str(e)[:500]}")
 
     def run(self, command: str) -> Result:
+        assert not self.error, f"could not read {self.name}: {self.error}"
         if command not in self.results:
             raise KeyError(f"{command!r} is not in the snapshot of {self.name} (add it to COMMANDS)")
         return self.results[command]

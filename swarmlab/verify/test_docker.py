@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from swarmlab.provision.docker import daemon_config, running_drift
 from swarmlab.provision.facts import DockerDaemonState
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node
 from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
+from swarmlab.verify.workloads import PUBLISHED_PORT, WEB
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-PUBLISHED_PORT = 18080
 
 
 def test_docker_service_running_and_enabled(host):
@@ -136,25 +138,26 @@ def test_forward_passes_docker_user(snap):
     )
 
 
-def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, probe, node):
+@pytest.fixture
+def published_web(workloads):
+    return workloads.web
+
+
+def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, published_web, node):
     """Publish a port on this node; a DNAT rule appears and another node reaches it."""
     peer_node = other_node(spec, node, "reach the published port from")
-    name = "swarmlab-probe-web"
-    probe.run(node.name, name, f"-p {PUBLISHED_PORT}:80",
-              "sh -c 'echo hello-from-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'")
+    why = published_web.errors.get(node.name)
+    assert not why, f"the web probe did not start: {why}"
     host = hosts[node.name]
-    try:
-        cip = host.check_output(
-            f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {name}"
-        )
-        assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
-            f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
-        )
-        body = hosts[peer_node.name].check_output(
-            "python3 -c \"import urllib.request,sys;"
-            f"print(urllib.request.urlopen('http://{node.ip}:{PUBLISHED_PORT}/', timeout=5)"
-            ".read().decode().strip())\""
-        )
-        assert body == f"hello-from-{host.check_output(f'docker inspect -f {{{{.Config.Hostname}}}} {name}')}"
-    finally:
-        host.run(f"docker rm -f {name}")
+    cip, hostname = host.check_output(
+        f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}} {{{{.Config.Hostname}}}}' {WEB}"
+    ).split()
+    assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
+        f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
+    )
+    body = hosts[peer_node.name].check_output(
+        "python3 -c \"import urllib.request,sys;"
+        f"print(urllib.request.urlopen('http://{node.ip}:{PUBLISHED_PORT}/', timeout=5)"
+        ".read().decode().strip())\""
+    )
+    assert body == f"hello-from-{hostname}"
