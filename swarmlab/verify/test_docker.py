@@ -149,9 +149,8 @@ def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, publis
     why = published_web.errors.get(node.name)
     assert not why, f"the web probe did not start: {why}"
     host = hosts[node.name]
-    cip, hostname = host.check_output(
-        f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}} {{{{.Config.Hostname}}}}' {WEB}"
-    ).split()
+    web = host.docker(WEB).inspect()
+    cip, hostname = web["NetworkSettings"]["IPAddress"], web["Config"]["Hostname"]
     assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
         f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
     )

@@ -68,7 +68,7 @@ def ruser(host, node, rootless_user) -> RootlessUser:
     """The user on the node under test (its uid read once per session)."""
     key = (node.name, rootless_user)
     if key not in _UIDS:
-        _UIDS[key] = int(host.check_output(f"id -u {shlex.quote(rootless_user)}"))
+        _UIDS[key] = host.user(rootless_user).uid
     return RootlessUser(host, rootless_user, _UIDS[key])
 
 
@@ -147,7 +147,7 @@ def test_container_root_is_the_user_on_the_host(ruser, probe):
 
 
 def test_docker_group_only_when_listed(spec, ruser):
-    groups = ruser.host.check_output("id -nG %s", ruser.name).split()
+    groups = ruser.host.user(ruser.name).groups
     if ruser.name in spec.docker.users:
         assert "docker" in groups, f"{ruser.name} is in docker.users but not in the docker group"
     else:

@@ -130,8 +130,7 @@ def _ping(host, container: str, target: str) -> bool:
 
 
 def _overlay_ip(host, container: str, net: str) -> str:
-    nets = json.loads(host.check_output(
-        "docker inspect -f '{{json .NetworkSettings.Networks}}' %s", container))
+    nets = host.docker(container).inspect()["NetworkSettings"]["Networks"] or {}
     return (nets.get(net) or {}).get("IPAddress", "")
 
 
