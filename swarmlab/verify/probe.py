@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from swarmlab.spec import LabSpec
 
@@ -45,6 +48,21 @@ tar -C root -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - {imag
 IMAGE = "swarmlab/probe:" + hashlib.sha256((BUILD + repr(FETCH_BUSYBOX)).encode()).hexdigest()[:10]
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def on_each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`fn` on every item at once (one thread each: the work is SSH round trips), results in
+    order; the first exception is raised after all have finished."""
+    items = list(items)
+    if len(items) < 2:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(fn, i) for i in items]
+    return [f.result() for f in futures]
+
+
 class Probe:
     """Build the probe image on every node and run labelled probe workloads."""
 
@@ -55,33 +73,38 @@ class Probe:
     def build_everywhere(self) -> None:
         from swarmlab.distros import DISTROS
 
-        for node in self.spec.nodes:
-            family = DISTROS[node.distro].family
-            script = BUILD.format(image=IMAGE, fetch=FETCH_BUSYBOX[family])
-            self.hosts[node.name].check_output(f"sh -c {shlex.quote(script)}")
+        def build(node) -> str:
+            script = BUILD.format(image=IMAGE, fetch=FETCH_BUSYBOX[DISTROS[node.distro].family])
+            return self.hosts[node.name].check_output(f"sh -c {shlex.quote(script)}")
+
+        on_each(build, self.spec.nodes)
 
     def run(self, node: str, name: str, args: str, command: str) -> str:
-        """`docker run -d` a labelled probe container; returns its ID."""
-        host = self.hosts[node]
-        host.run(f"docker rm -f {name}")
-        return host.check_output(
+        """`docker run -d` a labelled probe container (one of that name removed first, in the
+        same SSH command); returns its ID."""
+        return self.hosts[node].check_output(
+            f"docker rm -f {name} >/dev/null 2>&1; "
             f"docker run -d --name {name} --label {LABEL} {args} {IMAGE} {command}"
         )
 
-    def remove_service(self, name: str, stack: bool = False) -> None:
-        """Remove a probe service (or stack) and wait (bounded) until its tasks' containers are
-        gone on every node: tasks stop asynchronously, and the lab the suite hands back (and
-        `swarmlab report` right after it) should hold no probe tasks."""
+    def remove_services(self, services: list[str], stacks: list[str] = ()) -> None:
+        """Remove probe services and stacks and wait (bounded) until their tasks' containers
+        are gone on every node, all nodes at once: tasks stop asynchronously, and the lab the
+        suite hands back (and `swarmlab report` right after it) should hold no probe tasks."""
         manager = self.hosts[self.spec.first_manager.name]
-        manager.run("docker stack rm %s" if stack else "docker service rm %s", name)
-        service = f"{name}_web" if stack else name
-        left = f"docker ps -q --filter label=com.docker.swarm.service.name={shlex.quote(service)}"
-        for host in self.hosts.values():
-            host.run(f'for i in $(seq 30); do [ -z "$({left})" ] && break; sleep 1; done')
+        names = [*services, *(f"{s}_web" for s in stacks)]
+        rm = [f"docker service rm {shlex.quote(s)}" for s in services]
+        rm += [f"docker stack rm {shlex.quote(s)}" for s in stacks]
+        manager.run(" ; ".join(f"{c} >/dev/null 2>&1" for c in rm) + "; true")
+        # one `docker ps` per service: repeated label filters are ANDed
+        left = "; ".join(f"docker ps -q --filter label=com.docker.swarm.service.name={shlex.quote(n)}"
+                         for n in names)
+        on_each(lambda h: h.run(f'for i in $(seq 30); do [ -z "$({left})" ] && break; sleep 1; done'),
+                self.hosts.values())
 
     def cleanup(self) -> None:
         manager = self.hosts[self.spec.first_manager.name]
-        manager.run(f"docker service ls -q --filter label={LABEL} | xargs -r docker service rm")
-        manager.run(f"docker secret ls -q --filter label={LABEL} | xargs -r docker secret rm")
-        for host in self.hosts.values():
-            host.run(f"docker ps -aq --filter label={LABEL} | xargs -r docker rm -f")
+        manager.run(f"docker service ls -q --filter label={LABEL} | xargs -r docker service rm; "
+                    f"docker secret ls -q --filter label={LABEL} | xargs -r docker secret rm")
+        on_each(lambda h: h.run(f"docker ps -aq --filter label={LABEL} | xargs -r docker rm -f"),
+                self.hosts.values())

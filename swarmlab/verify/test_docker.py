@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from swarmlab.provision.docker import daemon_config, running_drift
 from swarmlab.provision.facts import DockerDaemonState
+from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node
 from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
+from swarmlab.verify.workloads import PUBLISHED_PORT, WEB
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-PUBLISHED_PORT = 18080
 
 
 def test_docker_service_running_and_enabled(host):
@@ -19,18 +22,18 @@ def test_docker_service_running_and_enabled(host):
     assert svc.is_enabled, "docker.service is not enabled at boot"
 
 
-def test_docker_server_answers(host):
-    version = host.check_output("docker version --format '{{.Server.Version}}'")
+def test_docker_server_answers(snap):
+    version = snap.check_output(shared.SERVER_VERSION)
     assert version and version[0].isdigit(), f"docker server did not answer: {version!r}"
 
 
-def test_buildx_plugin(host):
-    out = host.run("docker buildx version")
+def test_buildx_plugin(snap):
+    out = snap.run(shared.BUILDX_VERSION)
     assert out.succeeded, f"buildx plugin missing: {out.stderr}"
 
 
-def test_compose_v2_plugin(host):
-    version = host.check_output("docker compose version --short")
+def test_compose_v2_plugin(snap):
+    version = snap.check_output(shared.COMPOSE_VERSION)
     assert version.lstrip("v").startswith("2."), f"docker compose is not v2: {version!r}"
 
 
@@ -53,7 +56,7 @@ def _tcp_api_hosts(args: list[str]) -> list[str]:
     return out
 
 
-def test_no_plaintext_docker_api(host):
+def test_no_plaintext_docker_api(host, snap):
     """Nothing listens on 2375 (any address), and dockerd serves no TCP API without TLS."""
     on_2375 = [s for s in host.socket.get_listening_sockets()
                if s.startswith("tcp://") and s.rsplit(":", 1)[-1] == str(PLAINTEXT_PORT)]
@@ -64,40 +67,40 @@ def test_no_plaintext_docker_api(host):
         tcp = _tcp_api_hosts(args)
         if tcp and "--tlsverify" not in args:
             problems.append(f"dockerd (pid {proc.pid}) serves {tcp} without --tlsverify")
-    config = _daemon_json(host)
+    config = _daemon_json(snap)
     tcp = [h for h in config.get("hosts", []) if str(h).startswith("tcp://")]
     if tcp and not config.get("tlsverify"):
         problems.append(f"daemon.json hosts {tcp} without tlsverify")
     assert not problems, "; ".join(problems)
 
 
-def _daemon_json(host) -> dict:
-    f = host.file(DAEMON_JSON)
-    return json.loads(f.content_string) if f.exists else {}
+def _daemon_json(snap) -> dict:
+    read = snap.run(shared.DAEMON_JSON)
+    return json.loads(read.stdout) if read.succeeded else {}
 
 
-def test_daemon_json_is_the_specs(host, spec):
+def test_daemon_json_is_the_specs(snap, spec):
     """/etc/docker/daemon.json holds what the spec asks for (the deploy owns the file)."""
-    assert host.file(DAEMON_JSON).exists, f"{DAEMON_JSON} is missing"
-    have, want = _daemon_json(host), daemon_config(spec)
+    assert snap.run(shared.DAEMON_JSON).succeeded, f"{DAEMON_JSON} is missing"
+    have, want = _daemon_json(snap), daemon_config(spec)
     diff = {k: (have.get(k), want.get(k)) for k in set(have) | set(want) if have.get(k) != want.get(k)}
     assert not diff, f"{DAEMON_JSON} differs from the spec (key: (file, spec)): {diff}"
 
 
-def test_running_daemon_uses_daemon_json(host):
+def test_running_daemon_uses_daemon_json(host, snap):
     """What dockerd runs with (docker info) is daemon.json, not an older or edited copy."""
     fact = DockerDaemonState()
     daemon = fact.process(host.check_output(fact.command()).splitlines())
-    drift = running_drift(_daemon_json(host), daemon)
+    drift = running_drift(_daemon_json(snap), daemon)
     assert not drift, "; ".join(drift)
 
 
-def _bridge(host) -> dict:
-    return json.loads(host.check_output("docker network inspect bridge --format '{{json .IPAM.Config}}'"))[0]
+def _bridge(snap) -> dict:
+    return json.loads(snap.check_output(shared.BRIDGE_IPAM))[0]
 
 
-def test_docker0_bridge_with_address(host):
-    ipam = _bridge(host)
+def test_docker0_bridge_with_address(host, snap):
+    ipam = _bridge(snap)
     assert host.file("/sys/class/net/docker0/bridge").is_directory, "docker0 is not a bridge"
     assert ipam["Gateway"] in host.interface("docker0").addresses, (
         f"docker0 lacks its gateway address {ipam['Gateway']}"
@@ -105,19 +108,20 @@ def test_docker0_bridge_with_address(host):
 
 
 def _rules(host, table: str) -> list[Rule]:
+    """Live rules (read while a workload runs)."""
     return parse_rules(host.iptables.rules(table))
 
 
-def test_nat_masquerade_for_docker0_subnet(host):
-    subnet = _bridge(host)["Subnet"]
-    assert masquerades(_rules(host, "nat"), subnet, "docker0"), (
+def test_nat_masquerade_for_docker0_subnet(snap):
+    subnet = _bridge(snap)["Subnet"]
+    assert masquerades(parse_rules(snap.lines(shared.NAT_RULES)), subnet, "docker0"), (
         f"no MASQUERADE for {subnet} leaving by another interface than docker0: containers "
         "on the default bridge cannot reach beyond the node"
     )
 
 
-def test_nat_docker_chain_hooked(host):
-    rules = _rules(host, "nat")
+def test_nat_docker_chain_hooked(snap):
+    rules = parse_rules(snap.lines(shared.NAT_RULES))
     for chain in ("PREROUTING", "OUTPUT"):
         hooks = [r for r in jumps(rules, chain, "DOCKER") if r.get("--dst-type") == "LOCAL"]
         assert hooks, (
@@ -126,33 +130,33 @@ def test_nat_docker_chain_hooked(host):
         )
 
 
-def test_forward_passes_docker_user(host):
-    rules = _rules(host, "filter")
+def test_forward_passes_docker_user(snap):
+    rules = parse_rules(snap.lines(shared.FILTER_RULES))
     assert forward_consults_docker_user(rules), (
         "FORWARD does not pass packets through DOCKER-USER before Docker's own rules: "
         f"{[r.raw for r in rules if r.chain == 'FORWARD']}"
     )
 
 
-def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, probe, node):
+@pytest.fixture
+def published_web(workloads):
+    return workloads.web
+
+
+def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, published_web, node):
     """Publish a port on this node; a DNAT rule appears and another node reaches it."""
     peer_node = other_node(spec, node, "reach the published port from")
-    name = "swarmlab-probe-web"
-    probe.run(node.name, name, f"-p {PUBLISHED_PORT}:80",
-              "sh -c 'echo hello-from-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'")
+    why = published_web.errors.get(node.name)
+    assert not why, f"the web probe did not start: {why}"
     host = hosts[node.name]
-    try:
-        cip = host.check_output(
-            f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {name}"
-        )
-        assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
-            f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
-        )
-        body = hosts[peer_node.name].check_output(
-            "python3 -c \"import urllib.request,sys;"
-            f"print(urllib.request.urlopen('http://{node.ip}:{PUBLISHED_PORT}/', timeout=5)"
-            ".read().decode().strip())\""
-        )
-        assert body == f"hello-from-{host.check_output(f'docker inspect -f {{{{.Config.Hostname}}}} {name}')}"
-    finally:
-        host.run(f"docker rm -f {name}")
+    web = host.docker(WEB).inspect()
+    cip, hostname = web["NetworkSettings"]["IPAddress"], web["Config"]["Hostname"]
+    assert dnat_to(_rules(host, "nat"), PUBLISHED_PORT, "tcp", f"{cip}:80"), (
+        f"no DNAT rule sends tcp port {PUBLISHED_PORT} to {cip}:80"
+    )
+    body = hosts[peer_node.name].check_output(
+        "python3 -c \"import urllib.request,sys;"
+        f"print(urllib.request.urlopen('http://{node.ip}:{PUBLISHED_PORT}/', timeout=5)"
+        ".read().decode().strip())\""
+    )
+    assert body == f"hello-from-{hostname}"

@@ -18,22 +18,23 @@ from swarmlab.provision.firewall import backend_for, firewall_rules, nft_expecte
 from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
 from swarmlab.provision.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
 from swarmlab.provision.ops import ufw_rule_ports
+from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node, require_kernel
 from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict
 from swarmlab.verify.rules import parse_rules, policy
 
 
-def _iface(host, node, spec) -> str:
-    for entry in json.loads(host.check_output("ip -j -4 addr show")):
+def _iface(snap, node) -> str:
+    for entry in json.loads(snap.check_output(shared.ADDRESSES)):
         if any(a["local"] == node.ip for a in entry.get("addr_info", [])):
             return entry["ifname"]
     pytest.fail(f"no interface carries the lab address {node.ip}")
 
 
-def test_lab_address_configured_by_the_deploy(host, node, spec):
+def test_lab_address_configured_by_the_deploy(host, snap, node, spec):
     """The address is on a NIC because its network manager was told so from the spec (in a
     container lab Docker puts the same address there by itself: presence proves nothing)."""
-    iface = _iface(host, node, spec)
+    iface = _iface(snap, node)
     backend = DISTROS[node.distro].network_backend
     fact = LabLink()
     link = fact.process(host.check_output(fact.command(iface=iface, backend=backend)).splitlines())
@@ -41,13 +42,13 @@ def test_lab_address_configured_by_the_deploy(host, node, spec):
     assert not problems, "; ".join(problems)
 
 
-def test_netplan_file(host, node, spec):
+def test_netplan_file(host, snap, node, spec):
     if DISTROS[node.distro].network_backend != "netplan":
         pytest.skip(f"{node.distro} uses NetworkManager, not netplan")
     f = host.file(NETPLAN_FILE)
     assert f.exists, f"{NETPLAN_FILE} missing"
     assert f.mode == 0o600, f"{NETPLAN_FILE} mode is {oct(f.mode)}, want 0600"
-    iface = _iface(host, node, spec)
+    iface = _iface(snap, node)
     eth = (yaml.safe_load(f.content_string) or {}).get("network", {}).get("ethernets", {}).get(iface, {})
     assert eth.get("addresses") == [f"{node.ip}/{spec.prefixlen}"], f"{NETPLAN_FILE}: {eth}"
     assert {"to": "default", "via": spec.network.gateway, "metric": NETPLAN_ROUTE_METRIC} in (
@@ -56,10 +57,10 @@ def test_netplan_file(host, node, spec):
     assert "gateway4" not in eth, "deprecated gateway4 in netplan file"
 
 
-def test_default_route_via_lab_gateway(host, node, spec):
+def test_default_route_via_lab_gateway(snap, node, spec):
     """The kernel holds the default route the deploy configured (proto static, its metric)."""
-    iface = _iface(host, node, spec)
-    routes = json.loads(host.check_output("ip -j route show default"))
+    iface = _iface(snap, node)
+    routes = json.loads(snap.check_output(shared.DEFAULT_ROUTES))
     netplan = DISTROS[node.distro].network_backend == "netplan"
     ours = [r for r in routes if r.get("gateway") == spec.network.gateway and r.get("dev") == iface
             and r.get("protocol") == "static"
@@ -67,12 +68,12 @@ def test_default_route_via_lab_gateway(host, node, spec):
     assert ours, f"no static default route via {spec.network.gateway} on {iface}: {routes}"
 
 
-def test_sysctls_set_and_persisted(host):
+def test_sysctls_set_and_persisted(host, snap):
     """Docker sets ip_forward itself when it starts: what the deploy owns is the boot-time file."""
-    persisted = host.file(SYSCTL_FILE)
-    assert persisted.exists, f"{SYSCTL_FILE} missing: forwarding is not set at boot"
-    lines = {line.replace(" ", "") for line in persisted.content_string.splitlines()}
-    bridge = host.file("/proc/sys/net/bridge").is_directory
+    persisted = snap.run(shared.SYSCTL_CONF)
+    assert persisted.succeeded, f"{SYSCTL_FILE} missing: forwarding is not set at boot"
+    lines = {line.replace(" ", "") for line in persisted.stdout.splitlines()}
+    bridge = snap.run(KERNEL_MARKERS["br_netfilter"]).succeeded  # /proc/sys/net/bridge exists
     for key, value in SYSCTLS.items():
         if key.startswith("net.bridge.") and not bridge:
             continue
@@ -80,24 +81,24 @@ def test_sysctls_set_and_persisted(host):
         assert host.sysctl(key) == value, f"{key} is {host.sysctl(key)}, want {value}"
 
 
-def test_kernel_modules_loaded_at_boot(host):
-    f = host.file(MODULES_FILE)
-    assert f.exists, f"{MODULES_FILE} missing: modules are not loaded at boot"
-    listed = set(f.content_string.split())
+def test_kernel_modules_loaded_at_boot(snap):
+    f = snap.run(shared.MODULES_CONF)
+    assert f.succeeded, f"{MODULES_FILE} missing: modules are not loaded at boot"
+    listed = set(f.stdout.split())
     for module in REQUIRED_MODULES:
-        if host.run(KERNEL_MARKERS[module]).rc == 0:  # in this kernel, so the deploy lists it
+        if snap.run(KERNEL_MARKERS[module]).rc == 0:  # in this kernel, so the deploy lists it
             assert module in listed, f"{MODULES_FILE} does not load {module} ({MODULE_FEATURES[module]})"
 
 
-def test_bridge_nf_call_iptables(host):
-    require_kernel(host, "br_netfilter", KERNEL_MARKERS["br_netfilter"], MODULE_FEATURES["br_netfilter"])
+def test_bridge_nf_call_iptables(host, snap):
+    require_kernel(snap, "br_netfilter", KERNEL_MARKERS["br_netfilter"], MODULE_FEATURES["br_netfilter"])
     assert host.sysctl("net.bridge.bridge-nf-call-iptables") == 1
 
 
 @pytest.mark.parametrize("module", ["overlay", "vxlan"])
-def test_required_kernel_feature(host, module):
+def test_required_kernel_feature(snap, module):
     """Docker's storage and the overlay data path need these: a hard failure when absent."""
-    assert host.run(KERNEL_MARKERS[module]).succeeded, (
+    assert snap.run(KERNEL_MARKERS[module]).succeeded, (
         f"kernel lacks {module}: {MODULE_FEATURES[module]} will not work"
     )
 
@@ -109,24 +110,24 @@ def _backend(spec, node) -> str:
     return backend
 
 
-def test_firewall_active_at_boot(host, node, spec):
+def test_firewall_active_at_boot(host, snap, node, spec):
     if _backend(spec, node) == "ufw":
-        assert "Status: active" in host.check_output("ufw status"), "ufw is not active"
-        conf = host.file("/etc/ufw/ufw.conf").content_string
+        assert "Status: active" in snap.check_output(shared.UFW_STATUS), "ufw is not active"
+        conf = snap.check_output(shared.UFW_CONF)
         assert "ENABLED=yes" in conf, "ufw is not enabled at boot (/etc/ufw/ufw.conf)"
     else:
-        assert host.check_output("nft list table inet swarmlab"), "the swarmlab nft table is not loaded"
+        assert snap.check_output(shared.NFT_TABLE), "the swarmlab nft table is not loaded"
         assert host.service("swarmlab-firewall").is_enabled, "swarmlab-firewall.service is not enabled"
 
 
-def test_firewall_rules_are_exactly_the_labs(host, node, spec):
+def test_firewall_rules_are_exactly_the_labs(snap, node, spec):
     """The deploy's rules for the swarm ports, and no other rule for those ports."""
     if _backend(spec, node) != "ufw":
-        table = host.check_output("nft list table inet swarmlab")
+        table = snap.check_output(shared.NFT_TABLE)
         missing = [line for line in nft_expected_lines(firewall_rules(spec)) if line not in table]
         assert not missing, f"swarmlab nft table lacks: {missing}"
         return
-    added = [line[4:].strip() for line in host.check_output("ufw show added").splitlines()
+    added = [line[4:].strip() for line in snap.lines(shared.UFW_ADDED)
              if line.startswith("ufw ")]
     wanted = [rule.ufw() for rule in firewall_rules(spec)]
     missing = [r for r in wanted if r not in added]
@@ -139,16 +140,16 @@ def _swarm_packets(spec, source: str) -> list[Packet]:
     return [Packet(source, r.proto, r.port) for r in firewall_rules(spec) if r.source]
 
 
-def test_swarm_ports_closed_to_outside_the_lab_subnet(host, node, spec):
+def test_swarm_ports_closed_to_outside_the_lab_subnet(snap, node, spec):
     """Walk the host firewall for a packet from outside the subnet to each swarm port:
     it must be dropped; one from inside must pass. Nothing in INPUT may accept it first."""
     backend = _backend(spec, node)
     outside = outside_address(spec.network.subnet)
     if backend == "ufw":
-        status = host.check_output("ufw status verbose")
+        status = snap.check_output(shared.UFW_STATUS)
         verdict = lambda p: ufw_verdict(status, p)  # noqa: E731
     else:
-        table = host.check_output("nft list table inet swarmlab")
+        table = snap.check_output(shared.NFT_TABLE)
         verdict = lambda p: nft_verdict(table, p)  # noqa: E731
     for packet in _swarm_packets(spec, outside):
         result, why = verdict(packet)
@@ -157,7 +158,7 @@ def test_swarm_ports_closed_to_outside_the_lab_subnet(host, node, spec):
         result, why = verdict(packet)
         assert result == OPEN, f"{packet.proto}/{packet.port} from the lab subnet is dropped by {why}"
     if backend == "ufw":
-        lines = host.iptables.rules("filter", "INPUT")
+        lines = snap.lines(shared.INPUT_RULES)
         assert policy(lines, "INPUT") in ("DROP", "REJECT") or any(
             r.target == "ufw-reject-input" for r in parse_rules(lines)
         ), f"INPUT's policy lets packets in that no ufw rule allows: {lines[:1]}"

@@ -29,10 +29,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class RootlessUser:
     """Run commands as one rootless user on one node, against that user's daemon."""
 
-    def __init__(self, host, name: str):
+    def __init__(self, host, name: str, uid: int):
         self.host = host
         self.name = name
-        self.uid = int(host.check_output(f"id -u {shlex.quote(name)}"))
+        self.uid = uid
         self.runtime = f"/run/user/{self.uid}"
 
     @property
@@ -60,9 +60,16 @@ class RootlessUser:
         return out
 
 
+_UIDS: dict[tuple[str, str], int] = {}
+
+
 @pytest.fixture
-def ruser(host, rootless_user) -> RootlessUser:
-    return RootlessUser(host, rootless_user)
+def ruser(host, node, rootless_user) -> RootlessUser:
+    """The user on the node under test (its uid read once per session)."""
+    key = (node.name, rootless_user)
+    if key not in _UIDS:
+        _UIDS[key] = host.user(rootless_user).uid
+    return RootlessUser(host, rootless_user, _UIDS[key])
 
 
 def _ensure_image(user: RootlessUser, probe) -> None:
@@ -140,7 +147,7 @@ def test_container_root_is_the_user_on_the_host(ruser, probe):
 
 
 def test_docker_group_only_when_listed(spec, ruser):
-    groups = ruser.host.check_output("id -nG %s", ruser.name).split()
+    groups = ruser.host.user(ruser.name).groups
     if ruser.name in spec.docker.users:
         assert "docker" in groups, f"{ruser.name} is in docker.users but not in the docker group"
     else:

@@ -14,15 +14,17 @@ import pytest
 from swarmlab import security
 from swarmlab.provision.autolock import key_path
 from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.verify.snapshot import Snapshot
 
 _FACTS: dict[str, security.Facts] = {}
 
 
-def _facts(host, spec: LabSpec, node: NodeSpec) -> security.Facts:
-    """The node's facts, read once per run (per xdist worker)."""
+def _facts(host, spec: LabSpec, node: NodeSpec, snap: Snapshot) -> security.Facts:
+    """The node's facts, read once per run (per xdist worker); the reads the session's
+    snapshot already holds come from it."""
     if node.name not in _FACTS:
         def run(command: str) -> str:
-            result = host.run(command)
+            result = snap.results.get(command) or host.run(command)
             return result.stdout if result.rc == 0 else ""
 
         manager = node.role == "manager" and spec.swarm.enabled
@@ -46,15 +48,15 @@ def _judge(finding: security.Finding, node: str, record_property) -> None:
 
 
 @pytest.mark.parametrize("cis", security.checks_for("node"))
-def test_cis_daemon_and_files(cis, spec, node, host, record_property):
+def test_cis_daemon_and_files(cis, spec, node, host, snap, record_property):
     """Sections 2 and 3 (and 7.9) on every node."""
-    _judge(security.evaluate(cis, spec, node, _facts(host, spec, node)), node.name, record_property)
+    _judge(security.evaluate(cis, spec, node, _facts(host, spec, node, snap)), node.name, record_property)
 
 
 @pytest.mark.parametrize("cis", security.checks_for("manager"))
-def test_cis_swarm(cis, spec, manager, hosts, record_property):
+def test_cis_swarm(cis, spec, manager, hosts, snapshots, record_property):
     """Section 7 on every manager."""
     if not spec.swarm.enabled:
         pytest.skip("swarm.enabled is false: no swarm to check")
-    facts = _facts(hosts[manager.name], spec, manager)
+    facts = _facts(hosts[manager.name], spec, manager, snapshots[manager.name])
     _judge(security.evaluate(cis, spec, manager, facts), manager.name, record_property)

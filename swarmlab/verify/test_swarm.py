@@ -11,13 +11,17 @@ import pytest
 from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
 from swarmlab.provision.kernel import MODULE_FEATURES
 from swarmlab.provision.swarm import label_update_args, overlay_drift
+from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
+from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import require_kernel
 from swarmlab.verify.probe import IMAGE, LABEL
 from swarmlab.verify.rules import masquerades, parse_rules
+from swarmlab.verify.workloads import DNSRR, PROBE_CONTAINERS, SECRET, STACK, SwarmWorkloads
 
 
-def _swarm(host) -> dict:
-    return json.loads(host.check_output("docker info --format '{{json .Swarm}}'"))
+def _swarm(snap) -> SwarmState:
+    """The node's swarm state (swarmlab/swarm_state.py) from its snapshot's `docker info`."""
+    return parse_info(snap.check_output(INFO_COMMAND))
 
 
 def _nodes(host) -> list[dict]:
@@ -25,19 +29,20 @@ def _nodes(host) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_swarm_active_in_the_labs_cluster(host, node, spec):
-    info = _swarm(host)
-    assert info["LocalNodeState"] == "active", f"{node.name}: swarm state {info['LocalNodeState']}"
-    remotes = {m["Addr"] for m in info.get("RemoteManagers") or []}
-    assert f"{spec.first_manager.ip}:2377" in remotes, f"{node.name} is in another swarm: {remotes}"
-    assert info["NodeAddr"] == node.ip, f"advertised {info['NodeAddr']}, want the lab IP {node.ip}"
+def test_swarm_active_in_the_labs_cluster(snap, node, spec):
+    info = _swarm(snap)
+    assert info.active, f"{node.name}: swarm state {info.local_node_state!r} {info.error}".rstrip()
+    assert info.in_swarm_of(spec.first_manager.ip), (
+        f"{node.name} is in another swarm: {list(info.remote_managers)}"
+    )
+    assert info.node_addr == node.ip, f"advertised {info.node_addr}, want the lab IP {node.ip}"
 
 
-def test_managers_share_one_cluster_id(spec, hosts):
+def test_managers_share_one_cluster_id(spec, snapshots):
     if len(spec.managers) < 2:
         pytest.skip("one manager in the spec: no other manager to share a cluster with")
-    ids = {m.name: _swarm(hosts[m.name])["Cluster"]["ID"] for m in spec.managers}
-    assert len(set(ids.values())) == 1, ids
+    ids = {m.name: _swarm(snapshots[m.name]).cluster_id for m in spec.managers}
+    assert len(set(ids.values())) == 1 and all(ids.values()), ids
 
 
 def test_manager_sees_every_spec_node_ready_with_its_role(spec, first_manager):
@@ -75,12 +80,10 @@ def test_gossip_ports_listening(host, node):
 
 
 
-def test_docker_gwbridge_with_masquerade(host):
-    subnet = json.loads(
-        host.check_output("docker network inspect docker_gwbridge --format '{{json .IPAM.Config}}'")
-    )[0]["Subnet"]
+def test_docker_gwbridge_with_masquerade(host, snap):
+    subnet = json.loads(snap.check_output(shared.GWBRIDGE_IPAM))[0]["Subnet"]
     assert host.file("/sys/class/net/docker_gwbridge/bridge").is_directory, "docker_gwbridge is no bridge"
-    assert masquerades(parse_rules(host.iptables.rules("nat")), subnet, "docker_gwbridge"), (
+    assert masquerades(parse_rules(snap.lines(shared.NAT_RULES)), subnet, "docker_gwbridge"), (
         f"no MASQUERADE for docker_gwbridge's {subnet}: swarm tasks cannot reach beyond the node"
     )
 
@@ -106,32 +109,16 @@ def test_spec_overlays_exist(spec, first_manager):
         assert not drift, f"overlay {net.name} differs from the spec: {'; '.join(drift)}"
 
 
-def _two_nodes(spec):
-    if len(spec.nodes) < 2:
-        pytest.skip("needs two nodes")
-    return spec.nodes[0], spec.nodes[1]
-
-
-def _attachable_overlays(spec):
-    return [o.name for o in spec.swarm.overlays if o.attachable] or pytest.skip(
-        "no attachable overlay network in the spec"
-    )
-
-
 @pytest.fixture(scope="module")
-def overlay_pair(spec, hosts, probe):
-    """One probe container on each of two nodes, on every attachable spec overlay."""
-    a, b = _two_nodes(spec)
-    nets = _attachable_overlays(spec)
-    net_args = f"--network {shlex.quote(nets[0])}"
-    probe.run(a.name, "swarmlab-probe-a", net_args, "sleep 600")
-    probe.run(b.name, "swarmlab-probe-b", net_args, "sleep 600")
-    for extra in nets[1:]:
-        hosts[a.name].check_output("docker network connect %s swarmlab-probe-a", extra)
-        hosts[b.name].check_output("docker network connect %s swarmlab-probe-b", extra)
-    yield a, b, nets
-    hosts[a.name].run("docker rm -f swarmlab-probe-a")
-    hosts[b.name].run("docker rm -f swarmlab-probe-b")
+def swarm_workloads(workloads) -> SwarmWorkloads:
+    return workloads.swarm
+
+
+@pytest.fixture
+def overlay_pair(spec, swarm_workloads):
+    """Probe containers a and b on two nodes, on every attachable spec overlay."""
+    swarm_workloads.need("overlay")
+    return spec.nodes[0], spec.nodes[1], swarm_workloads.nets
 
 
 def _ping(host, container: str, target: str) -> bool:
@@ -143,8 +130,7 @@ def _ping(host, container: str, target: str) -> bool:
 
 
 def _overlay_ip(host, container: str, net: str) -> str:
-    nets = json.loads(host.check_output(
-        "docker inspect -f '{{json .NetworkSettings.Networks}}' %s", container))
+    nets = host.docker(container).inspect()["NetworkSettings"]["Networks"] or {}
     return (nets.get(net) or {}).get("IPAddress", "")
 
 
@@ -164,9 +150,9 @@ def test_overlay_traffic_across_nodes_by_ip_and_name(spec, hosts, overlay_pair):
     if not plain:
         pytest.skip("every attachable overlay in the spec is encrypted (checked separately)")
     for net in plain:
-        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
-        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
-    assert _ping(hosts[a.name], "swarmlab-probe-a", "swarmlab-probe-b"), "name resolution over overlay"
+        ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
+        assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+    assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], PROBE_CONTAINERS["b"]), "name resolution over overlay"
 
 
 def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
@@ -176,8 +162,8 @@ def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
         pytest.skip("no attachable encrypted overlay in the spec")
     require_kernel(hosts[a.name], "esp4", KERNEL_MARKERS["esp4"], MODULE_FEATURES["esp4"])
     for net in encrypted:
-        ip_b = _overlay_ip(hosts[b.name], "swarmlab-probe-b", net)
-        assert _ping(hosts[a.name], "swarmlab-probe-a", ip_b), f"{a.name} cannot reach {ip_b} on {net}"
+        ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
+        assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
 
 
 def test_routing_mesh_and_vip(spec, first_manager):
@@ -215,47 +201,42 @@ def _wait_running(manager, service: str, want: int, timeout: float = 60) -> list
     pytest.fail(f"service {service}: {want} tasks not running after {timeout}s: {tasks}")
 
 
-def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, probe):
+# one python3 on the node fetches every URL given as an argument: one line per URL
+HTTP_GET = (
+    "python3 -c \"import sys,urllib.request\n"
+    "for u in sys.argv[1:]:\n"
+    "    try: print(urllib.request.urlopen(u, timeout=5).read().decode().strip())\n"
+    "    except OSError as e: print('ERROR', u, e)\""
+)
+
+
+def test_host_mode_port_with_dnsrr_service(spec, hosts, first_manager, swarm_workloads):
     """Without IPVS this is how a service is reached: host-mode ports and DNS round robin.
 
     A global service puts a task on every node: each node serves its host-mode port, and the
     embedded DNS on the first node answers with every task's address (learnt by gossip).
     """
-    nets = _attachable_overlays(spec)
-    name = "swarmlab-probe-dnsrr"
+    swarm_workloads.need("dnsrr")
+    nets = swarm_workloads.nets
     replicas = len(spec.nodes)
-    first_manager.check_output(
-        f"docker service create -d --name {name} --label {LABEL} --mode global --stop-grace-period 1s "
-        f"--endpoint-mode dnsrr --network {shlex.quote(nets[0])} "
-        f"--publish mode=host,published=18081,target=80 {IMAGE} "
-        "sh -c 'echo dnsrr-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
+    tasks = _wait_running(first_manager, DNSRR, replicas)
+    task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
+    assert task_nodes == {n.name for n in spec.nodes}, f"global service tasks on {sorted(task_nodes)}"
+    urls = " ".join(shlex.quote(f"http://{node.ip}:18081/") for node in spec.nodes)
+    bodies = first_manager.check_output(f"{HTTP_GET} {urls}").splitlines()
+    assert len(bodies) == replicas and all(b.startswith("dnsrr-") for b in bodies), bodies
+    a = spec.nodes[0]
+    want = _task_addresses(first_manager, tasks, nets[0])
+    answers: list[str] = []
+    for _ in range(15):  # the embedded DNS learns remote tasks by gossip
+        out = hosts[a.name].run(f"docker exec {PROBE_CONTAINERS['dns']} nslookup {DNSRR}")
+        answers = nslookup_answers(out.stdout)
+        if set(answers) == want:
+            break
+        time.sleep(1)
+    assert set(answers) == want and len(want) == replicas, (
+        f"DNS round robin for {DNSRR} answered {answers}; its {replicas} running tasks are {sorted(want)}"
     )
-    try:
-        tasks = _wait_running(first_manager, name, replicas)
-        task_nodes = {t["Node"] for t in tasks if t["CurrentState"].startswith("Running")}
-        assert task_nodes == {n.name for n in spec.nodes}, f"global service tasks on {sorted(task_nodes)}"
-        for node in spec.nodes:
-            body = first_manager.check_output(
-                "python3 -c \"import urllib.request;print(urllib.request.urlopen("
-                f"'http://{node.ip}:18081/', timeout=5).read().decode().strip())\""
-            )
-            assert body.startswith("dnsrr-"), body
-        a = spec.nodes[0]
-        probe.run(a.name, "swarmlab-probe-dns", f"--network {shlex.quote(nets[0])}", "sleep 120")
-        want = _task_addresses(first_manager, tasks, nets[0])
-        answers: list[str] = []
-        for _ in range(15):  # the embedded DNS learns remote tasks by gossip
-            out = hosts[a.name].run(f"docker exec swarmlab-probe-dns nslookup {name}")
-            answers = nslookup_answers(out.stdout)
-            if set(answers) == want:
-                break
-            time.sleep(1)
-        assert set(answers) == want and len(want) == replicas, (
-            f"DNS round robin for {name} answered {answers}; its {replicas} running tasks are {sorted(want)}"
-        )
-    finally:
-        probe.remove_service(name)
-        hosts[spec.nodes[0].name].run("docker rm -f swarmlab-probe-dns")
 
 
 def nslookup_answers(output: str) -> list[str]:
@@ -271,55 +252,23 @@ def nslookup_answers(output: str) -> list[str]:
 
 
 def _task_addresses(manager, tasks: list[dict], net: str) -> set[str]:
-    """The overlay addresses of the service's running tasks on `net`."""
+    """The overlay addresses of the service's running tasks on `net` (one inspect for all)."""
+    ids = [t["ID"] for t in tasks if t["CurrentState"].startswith("Running")]
+    if not ids:
+        return set()
     out = set()
-    for t in tasks:
-        if not t["CurrentState"].startswith("Running"):
-            continue
-        info = json.loads(manager.check_output(f"docker inspect --format '{{{{json .}}}}' {t['ID']}"))
-        for att in info.get("NetworksAttachments") or []:
+    for line in manager.check_output(f"docker inspect --format '{{{{json .}}}}' {' '.join(ids)}").splitlines():
+        for att in json.loads(line).get("NetworksAttachments") or []:
             if att["Network"]["Spec"]["Name"] == net:
                 out.update(a.split("/")[0] for a in att.get("Addresses") or [])
     return out
 
 
-STACK = """
-services:
-  web:
-    image: {image}
-    command: ["sh", "-c", "cp /run/secrets/probe_secret /www/index.html; httpd -f -p 80 -h /www"]
-    secrets: [probe_secret]
-    stop_grace_period: 1s
-    deploy:
-      endpoint_mode: dnsrr
-      labels: [{label}]
-secrets:
-  probe_secret:
-    external: true
-"""
-
-
-def test_stack_deploy_with_secret(first_manager, hosts, probe):
-    secret = "swarmlab-secret-value"
-    first_manager.run("docker stack rm swarmlab-probe")
-    first_manager.run("docker secret rm probe_secret")
-    first_manager.check_output(f"printf {secret} | docker secret create --label {LABEL} probe_secret -")
-    compose = STACK.format(image=IMAGE, label=LABEL)
-    first_manager.check_output(
-        f"printf '%s' '{compose}' > /tmp/swarmlab-probe-stack.yml && "
-        "docker stack deploy -c /tmp/swarmlab-probe-stack.yml swarmlab-probe"
-    )
-    try:
-        tasks = _wait_running(first_manager, "swarmlab-probe_web", 1)
-        runner = hosts[tasks[0]["Node"]]
-        cid = runner.check_output(
-            "docker ps -q --filter label=com.docker.swarm.service.name=swarmlab-probe_web"
-        ).split()[0]
-        assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == secret
-    finally:
-        probe.remove_service("swarmlab-probe", stack=True)
-        first_manager.run("rm -f /tmp/swarmlab-probe-stack.yml")
-        for _ in range(20):  # the secret is in use until the stack's tasks are gone
-            if first_manager.run("docker secret rm probe_secret").succeeded:
-                break
-            time.sleep(1)
+def test_stack_deploy_with_secret(first_manager, hosts, swarm_workloads):
+    swarm_workloads.need("stack")
+    tasks = _wait_running(first_manager, f"{STACK}_web", 1)
+    runner = hosts[tasks[0]["Node"]]
+    cid = runner.check_output(
+        f"docker ps -q --filter label=com.docker.swarm.service.name={STACK}_web"
+    ).split()[0]
+    assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == SECRET
