@@ -262,6 +262,8 @@ def markdown(result: dict) -> str:
             f"{_s(s12.get('cold_deploy_s'))} / {_s(c.get('deploy_s'))} = {_x(r['scale_12_over_3'])} "
             f"(12-node no-change {_s(s12.get('no_change_s'))}, changed={s12.get('no_change_changed')})"),
     ]
+    lines += [f"| scale {n} nodes | not measured: `{s['error']}` | | |"
+              for n, s in sorted((result.get("scale") or {}).items(), key=lambda kv: int(kv[0])) if s.get("error")]
     cache = result.get("package_cache") or {}
     if cache:
         lines.append(row("cold converge, warm / empty package cache",

@@ -425,7 +425,11 @@ def bench(scale: list[int], with_package_cache: bool = False) -> dict:
 
             for n in [s for s in scale if s != 3]:
                 head(f"scale {n} nodes (1 manager, {n - 1} workers): {n}-node floor, then cold converge")
-                result["scale"][str(n)] = scale_run(n, tmp, labs)
+                try:
+                    result["scale"][str(n)] = scale_run(n, tmp, labs)
+                except provider.ProviderError as err:  # this size only; the others are kept
+                    result["scale"][str(n)] = {"error": f"{type(err).__name__}: {err}"}
+                    print(f"  ✗ scale {n}: {err}", flush=True)
         except Exception as err:  # record and still write what was measured
             result["error"] = f"{type(err).__name__}: {err}"
             print(f"  ✗ bench stopped: {result['error']}", flush=True)

@@ -151,3 +151,11 @@ def test_readme_bench_table_is_latest_json():
     latest = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
     text = (ROOT / "README.md").read_text()
     assert readme.rewrite(text, latest) == text, "README's bench table is stale: run python -m bench.readme"
+
+
+def test_a_scale_size_that_could_not_start_is_reported_not_run():
+    result = recorded()
+    result["scale"]["12"] = {"error": "ProviderError: node node7: not ready after 90s"}
+    assert statuses(result)["scale_12_over_floor"] == "not run"
+    assert "| scale 12 nodes | not measured: `ProviderError: node node7" in report.markdown(result)
+    assert "scale 12 nodes: floor None s" in report.summary(report.finalize(result))
