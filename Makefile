@@ -38,6 +38,7 @@ status: setup
 
 bench: setup host
 	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench.readme
 
 setup: $(VENV)/.installed
 
