@@ -42,6 +42,19 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installed ${need[*]} ($((SECONDS - start)) s)"
 fi
 
+# each systemd node container holds ~5 inotify instances of the host's per-user limit (often 128):
+# 12-node labs beside other labs exit 255 at start. Raise it (only ever up), as kind's docs advise.
+min_inotify=512
+cur_inotify="$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "$min_inotify")"
+if [ "$cur_inotify" -lt "$min_inotify" ]; then
+  if [ "$(id -u)" = 0 ] && sysctl -qw fs.inotify.max_user_instances="$min_inotify" 2>/dev/null; then
+    echo "raised fs.inotify.max_user_instances $cur_inotify -> $min_inotify (node containers' systemd)"
+  else
+    echo "note: fs.inotify.max_user_instances is $cur_inotify; labs of more than ~20 nodes in all need" \
+         "more. Fix: sudo sysctl -w fs.inotify.max_user_instances=$min_inotify" >&2
+  fi
+fi
+
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
