@@ -12,11 +12,14 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
-from swarmlab.distros import NETWORK_PACKAGES
+from swarmlab.distros import NETWORK_PACKAGES, Distro
 from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
+from swarmlab.spec import LabSpec, NodeSpec
 
 NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
 NM_CONNECTION = "swarmlab-{iface}"
@@ -75,8 +78,25 @@ def connected_address() -> str | None:
         return None
 
 
+def network_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    backend = distro.network_backend
+    iface = node.interface or spec.network.interface
+    out: list[Request] = [(NetworkDevices, {})]
+    if backend == "netplan":
+        out += [*service_facts("systemd-networkd.service"), *file_facts(NETPLAN_FILE)]
+    else:
+        out += service_facts("NetworkManager.service")
+    if iface:
+        out.append((LabLink, {"iface": iface, "backend": backend}))
+        if backend != "netplan":
+            out += file_facts(NM_FILE.format(iface=iface))
+    return out
+
+
 @deploy("Lab network")
 def static_address() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     node = lab_node()
     distro = checked_distro()

@@ -19,23 +19,26 @@ from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FunctionCommand, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import Directory, FileContents, Link
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from swarmlab.distros import (
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
+    Distro,
     RootlessTools,
     rootless_packages,
     rootless_tools,
 )
 from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, sysctl_facts, user_facts
 from swarmlab.provision.shell import argv, q
 from swarmlab.provision.shell import line as shell_line
-from swarmlab.spec import LabSpec
+from swarmlab.spec import LabSpec, NodeSpec
 
 STATE_FILE = "/etc/swarmlab/rootless-users"
 PROFILE_SNIPPET = "/etc/profile.d/swarmlab-rootless.sh"
@@ -49,6 +52,7 @@ SCRIPT = "dockerd-rootless.sh"
 SETUPTOOL = "dockerd-rootless-setuptool.sh"
 UNIT = "docker.service"
 CONTEXT = "rootless"
+USER_DIRS = (".config", ".config/docker", ".config/systemd", ".config/systemd/user")
 
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 SUBID_COUNT = 65536
@@ -345,8 +349,33 @@ def rootless_uninstall(user: str, path: str | None):
 
 # --- the deploy ---------------------------------------------------------------------------
 
+def rootless_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(FileContents, {"path": STATE_FILE})]
+    wanted = list(spec.rootless.users)
+    tools = rootless_tools(distro.key, spec.docker_source(node))
+    if not wanted or tools is None or tools.script_dir is None:
+        return out
+    out += [(Directory, {"path": "/etc/swarmlab"}), *file_facts(STATE_FILE),
+            (RootlessHost, {"rootlesskit": tools.rootlesskit}),
+            (PathTest, {"path": f"{tools.script_dir}/{SCRIPT}", "flag": "-x"}),
+            *file_facts(PROFILE_SNIPPET), *sysctl_facts(USERNS_CLONE, 1, SYSCTL_FILE)]
+    if not tools.docker_beside:
+        out.append((Directory, {"path": LINK_DIR}))
+        out += [(Link, {"path": f"{LINK_DIR}/{name}"}) for name in (SCRIPT, SETUPTOOL, "docker")]
+    out += [(FileContents, {"path": path}) for path in SUBID_FILES]
+    for user in wanted:
+        home = f"/home/{user}"
+        out += [*user_facts(home), (RootlessUser, {"user": user}),
+                *file_facts(f"{home}/.config/systemd/user/{UNIT}"),
+                *file_facts(f"{home}/.config/docker/daemon.json")]
+        out += [(Directory, {"path": f"{home}/{sub}"}) for sub in USER_DIRS]
+    return out
+
+
 @deploy("Rootless Docker")
 def rootless_docker() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     wanted = list(spec.rootless.users)
     previous = managed_users(host.get_fact(FileContents, path=STATE_FILE))
@@ -447,7 +476,7 @@ def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
     if user not in spec.docker.users:
         not_in_docker_group(name=f"{user}: not in the docker group", user=user)
     linger(name=f"{user}: lingering", user=user)
-    for sub in (".config", ".config/docker", ".config/systemd", ".config/systemd/user"):
+    for sub in USER_DIRS:
         files.directory(name=f"{user}: ~/{sub}", path=f"{home}/{sub}", user=user, group=group)
     unit = files.template(
         name=f"{user}: ~/.config/systemd/user/{UNIT}",

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.operations import files
 
 from swarmlab import tls
 from swarmlab.provision.autolock import unlock_if_locked
 from swarmlab.provision.context import lab_node, lab_spec
-from swarmlab.provision.docker import daemon_config, running_drift
+from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DOCKERD_STARTED, DockerDaemonState
 from swarmlab.provision.ops import changed
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts
 from swarmlab.provision.shell import line, q
+from swarmlab.spec import LabSpec
 
 DROPIN = "/etc/systemd/system/docker.service.d/swarmlab-tls.conf"
 
@@ -145,8 +148,22 @@ def tls_dropin(ip: str):
     )
 
 
+def tls_facts(spec: LabSpec) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(DockerdRuntime, {}), (DockerDaemonState, {}),
+                          (FileContents, {"path": DAEMON_JSON})]
+    if spec.docker.tls:
+        out += [(Directory, {"path": tls.NODE_TLS_DIR}), (FileContents, {"path": DROPIN})]
+        for dest in (tls.NODE_CA, tls.NODE_CERT, tls.NODE_KEY):
+            out += file_facts(dest)
+    else:
+        out += [(File, {"path": DROPIN}), (Directory, {"path": tls.NODE_TLS_DIR})]
+    return out
+
+
 @deploy("Docker API over TLS")
 def docker_tls() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     node = lab_node()
     ops = []
@@ -176,7 +193,7 @@ def _json_differs(spec) -> bool:
     """daemon.json (before this run) is not the spec's: the Docker Engine step rewrites it."""
     import json
 
-    have = host.get_fact(FileContents, path="/etc/docker/daemon.json")
+    have = host.get_fact(FileContents, path=DAEMON_JSON)
     try:
         return have is not None and json.loads("\n".join(have)) != daemon_config(spec)
     except ValueError:

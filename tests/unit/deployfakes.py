@@ -49,6 +49,7 @@ from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
 
 from swarmlab.inventory import host_data
+from swarmlab.provision.factcache import FactBatch
 from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,6 +319,8 @@ def _install_facts(host: Host, facts: dict, queried: list, shell_log: list | Non
     shell_log = shell_log if shell_log is not None else []
 
     def get_fact(cls, *args, **kwargs):
+        if cls is FactBatch:  # no batch: each fact is answered (and queried) on its own
+            return {}
         key = _fact_arg_key(args, kwargs)
         queried.append((cls.__name__, key))
         value: Any = _MISSING
