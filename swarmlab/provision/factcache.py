@@ -156,6 +156,8 @@ def declare(requests: Iterable[Request], host=None) -> None:
     cache = _cache(host)
     cache.declared = True
     for cls, kwargs in requests:
+        if issubclass(cls, ShortFactBase):  # read the fact it is derived from
+            cls = cls.fact
         cache.pending.setdefault(fact_key(cls, (), kwargs), (cls, dict(kwargs)))
 
 

@@ -10,7 +10,7 @@ arguments differ from what the spec asks, or a file it reads changed.
 from __future__ import annotations
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, FunctionCommand, StringCommand, deploy, operation
+from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.operations import files
 
@@ -19,38 +19,13 @@ from swarmlab.provision.autolock import unlock_if_locked
 from swarmlab.provision.context import lab_node, lab_spec
 from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
 from swarmlab.provision.factcache import Request
-from swarmlab.provision.facts import DOCKERD_STARTED, DockerDaemonState
+from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime
 from swarmlab.provision.ops import changed
 from swarmlab.provision.prefetch import declare_lab_facts, file_facts
 from swarmlab.provision.shell import line, q
 from swarmlab.spec import LabSpec
 
 DROPIN = "/etc/systemd/system/docker.service.d/swarmlab-tls.conf"
-
-
-class DockerdRuntime(FactBase):
-    """The docker unit's own ExecStart (its fragment file, not drop-ins), the running main
-    dockerd's arguments and start time (epoch seconds)."""
-
-    default = dict
-
-    def command(self) -> str:
-        return (
-            "f=$(systemctl show -p FragmentPath --value docker.service 2>/dev/null); "
-            '[ -n "$f" ] && sed -n "s/^ExecStart=\\(..*\\)$/execstart=\\1/p" "$f" | tail -n 1; '
-            "pid=$(systemctl show -p MainPID --value docker.service 2>/dev/null); "
-            '[ -n "$pid" ] && [ "$pid" != 0 ] && echo "args=$(tr "\\0" " " < /proc/$pid/cmdline)"; '
-            + DOCKERD_STARTED + "true"
-        )
-
-    def process(self, output):
-        data = dict(line.split("=", 1) for line in output if "=" in line)
-        started = data.get("started", "").strip()
-        return {
-            "execstart": data.get("execstart", "").strip(),
-            "args": data.get("args", "").split(),
-            "started": int(started) if started.isdigit() else None,
-        }
 
 
 def listener_args(ip: str) -> list[str]:
@@ -150,7 +125,7 @@ def tls_dropin(ip: str):
 
 def tls_facts(spec: LabSpec) -> list[Request]:
     """What this step reads on a node (declared for the lab's fact batch)."""
-    out: list[Request] = [(DockerdRuntime, {}), (DockerDaemonState, {}),
+    out: list[Request] = [(DockerDaemonState, {}),
                           (FileContents, {"path": DAEMON_JSON})]
     if spec.docker.tls:
         out += [(Directory, {"path": tls.NODE_TLS_DIR}), (FileContents, {"path": DROPIN})]

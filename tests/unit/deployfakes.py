@@ -29,6 +29,7 @@ How it works (pyinfra 3.10 API mode, no connector is ever used):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -159,7 +160,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def recorded(fact_cls: type, output: str) -> Any:
-    """A fact's value from its recorded command output, parsed by the fact's own `process`."""
+    """A fact's value from its recorded command output, parsed by the fact's own `process`.
+
+    A fact derived from a wider one (SwarmInfo: docker info's Swarm section) is recorded as
+    the JSON it derives."""
+    if issubclass(fact_cls, ShortFactBase):
+        text = output.strip()
+        return json.loads(text) if text.startswith("{") else {}
     return fact_cls().process(output.strip("\n").splitlines())
 
 

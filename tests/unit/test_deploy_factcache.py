@@ -11,8 +11,8 @@ from pyinfra.facts.server import LinuxDistribution
 
 from swarmlab.distros import DISTROS
 from swarmlab.provision import factcache
-from swarmlab.provision.factcache import MARK, FactBatch
-from swarmlab.provision.facts import SwarmInfo, UfwStatus
+from swarmlab.provision.factcache import MARK, FactBatch, fact_key
+from swarmlab.provision.facts import DockerDaemonState, KernelModules, SwarmInfo, UfwStatus
 from swarmlab.provision.prefetch import lab_facts
 from swarmlab.spec import load_spec
 
@@ -97,25 +97,27 @@ class _Host:
 
 
 def test_declared_facts_are_read_once_until_an_operation_changes_the_host():
-    host = _Host({SwarmInfo: {"LocalNodeState": "active"}, LinuxDistribution: {"name": "Debian"},
+    host = _Host({KernelModules: {"vxlan": "loaded"}, LinuxDistribution: {"name": "Debian"},
                   NetworkDevices: {"eth0": {"ipv4": {"address": "10.0.0.5"}}}})
-    factcache.declare([(SwarmInfo, {}), (LinuxDistribution, {}), (NetworkDevices, {})], host=host)
-    assert host.get_fact(SwarmInfo) == {"LocalNodeState": "active"}
+    factcache.declare([(KernelModules, {}), (LinuxDistribution, {}), (NetworkDevices, {})], host=host)
+    assert host.get_fact(KernelModules) == {"vxlan": "loaded"}
     assert host.get_fact(LinuxDistribution) == {"name": "Debian"}
     assert host.get_fact(Ipv4Addrs) == {"eth0": ["10.0.0.5"]}  # derived from the batch's answer
+    factcache.declare([(SwarmInfo, {})], host=host)  # a derived fact: its base is declared
+    assert fact_key(DockerDaemonState, (), {}) in factcache._cache(host).pending
     assert host.reads == [FactBatch]
-    host.get_fact(SwarmInfo)["LocalNodeState"] = "changed by a caller"
-    assert host.get_fact(SwarmInfo) == {"LocalNodeState": "active"}  # callers get copies
+    host.get_fact(KernelModules)["vxlan"] = "changed by a caller"
+    assert host.get_fact(KernelModules) == {"vxlan": "loaded"}  # callers get copies
     host.state.ops[host]["op1"] = _OpData(changed=False)
-    host.get_fact(SwarmInfo)
+    host.get_fact(KernelModules)
     assert host.reads == [FactBatch]  # an operation that changed nothing keeps the answers
     host.state.ops[host]["op2"] = _OpData(changed=True)
-    host.answers[SwarmInfo] = {"LocalNodeState": "inactive"}
-    assert host.get_fact(SwarmInfo) == {"LocalNodeState": "inactive"}  # read again, alone
-    assert host.reads == [FactBatch, SwarmInfo]
+    host.answers[KernelModules] = {"vxlan": "missing"}
+    assert host.get_fact(KernelModules) == {"vxlan": "missing"}  # read again, alone
+    assert host.reads == [FactBatch, KernelModules]
     factcache.invalidate(host)
-    host.get_fact(SwarmInfo)
-    assert host.reads == [FactBatch, SwarmInfo, SwarmInfo]
+    host.get_fact(KernelModules)
+    assert host.reads == [FactBatch, KernelModules, KernelModules]
 
 
 def test_lab_facts_cover_every_step_of_both_labs():
@@ -123,7 +125,6 @@ def test_lab_facts_cover_every_step_of_both_labs():
         spec = load_spec(path)
         for node in spec.nodes:
             names = {cls.__name__ for cls, _ in lab_facts(spec, node, DISTROS[node.distro])}
-            assert {"LinuxDistribution", "KernelModules", "LabLink", "DockerDaemonState",
-                    "DockerdRuntime", "SwarmInfo"} <= names
+            assert {"LinuxDistribution", "KernelModules", "LabLink", "DockerDaemonState"} <= names
             assert ("RootlessUser" in names) == bool(spec.rootless.users)
             assert ("OverlayNetworks" in names) == (node.name == spec.first_manager.name)
