@@ -13,6 +13,7 @@ from swarmlab.distros import (
     DOCKER_APT_REPO,
     DOCKER_KEYRING,
     DOCKER_PACKAGES,
+    PACKAGE_STEP_SUFFIX,
     Distro,
 )
 from swarmlab.provision.context import lab_node, lab_spec, template
@@ -124,7 +125,7 @@ def install_docker() -> None:
     if source == "official":
         _docker_apt_repo(distro)
     install_packages(
-        "Docker packages" if distro.family == "apt" else "Docker packages (full sync)",
+        "Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
         _pinned(pkgs.install, spec.docker.version),
         distro,
     )

@@ -25,6 +25,7 @@ from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from swarmlab.distros import (
+    PACKAGE_STEP_SUFFIX,
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
     Distro,
@@ -455,7 +456,7 @@ def rootless_docker() -> None:
     driver = rootless_storage_driver(facts.get("container", ""), facts.get("kernel", ""))
     packages = rootless_packages(distro.key, source, driver)
     install_packages(
-        "rootless Docker packages" if distro.family == "apt" else "rootless Docker packages (full sync)",
+        "rootless Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
         packages, distro,
     )
     scripts_present(
