@@ -1,4 +1,6 @@
-"""Swarm ports open to the lab subnet only (plus SSH): ufw or nftables."""
+"""Swarm ports open to the lab subnet only (plus SSH): ufw or nftables.
+
+Hand-written: pyinfra has no ufw or nftables operations (files and units are pyinfra's)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Static lab addresses: netplan on Ubuntu/Debian, NetworkManager on Manjaro."""
+"""Static lab addresses: netplan on Ubuntu/Debian, NetworkManager on Manjaro.
+
+Hand-written: pyinfra has no netplan/NetworkManager apply (the files and units are pyinfra's)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Rootless Docker for the spec's `rootless.users`: a daemon per user beside the rootful one.
 
+Hand-written where pyinfra has nothing: linger, subuid/subgid ranges, the setuptool install
+and the running-daemon check (files, users, sysctl and links are pyinfra operations).
+
 Each user gets subordinate uid/gid ranges, lingering (the user's systemd manager runs without a
 login), Docker's systemd user unit (templates/docker-rootless.service.j2: the unit Docker's
 setuptool writes), ~/.config/docker/daemon.json, DOCKER_HOST in the login profile and a

@@ -1,5 +1,9 @@
 """Form the swarm from the spec: init, join, reconcile members, overlay networks.
 
+Hand-written: pyinfra has no swarm operations (init/join/node update), and its
+`docker.network` only checks that a network of that name exists (no re-create on drift);
+the facts are pyinfra's DockerNetworks and swarmlab's one wide DockerDaemonState.
+
 Every host declares the same operations in the same order (pyinfra orders operations that
 only some hosts run by line, which could put a join before the init); each operation
 decides at execution time, from live facts, whether this host has anything to do.
