@@ -117,6 +117,32 @@ NETWORK_PACKAGES: dict[str, tuple[str, ...]] = {
     "networkmanager": ("networkmanager",),
 }
 
+@dataclass(frozen=True)
+class NetworkBackend:
+    """How a network backend gives a node its static lab address (names are the deploy's
+    operation names)."""
+
+    packages_step: str  # the package install step
+    service: str  # the unit that applies the address
+    service_step: str
+    template: str  # templates/ file of the address
+    path: str  # where it is written ({iface}: the lab NIC)
+    file_step: str
+
+
+NETWORK_BACKENDS: dict[str, NetworkBackend] = {
+    "netplan": NetworkBackend(
+        "netplan", "systemd-networkd.service", "systemd-networkd", "netplan.yaml.j2",
+        "/etc/netplan/60-swarmlab.yaml", "netplan file for the lab address"),
+    "networkmanager": NetworkBackend(
+        "NetworkManager", "NetworkManager.service", "NetworkManager", "nm-keyfile.nmconnection.j2",
+        "/etc/NetworkManager/system-connections/swarmlab-{iface}.nmconnection",
+        "NetworkManager keyfile for the lab address"),
+}
+
+# How a package family's install steps are named after their kind of transaction.
+PACKAGE_STEP_SUFFIX: dict[str, str] = {"apt": "", "pacman": " (full sync)"}
+
 FIREWALL_PACKAGES: dict[str, tuple[str, ...]] = {
     "ufw": ("ufw",),
     "nftables": ("nftables",),

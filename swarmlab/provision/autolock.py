@@ -16,6 +16,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
+from swarmlab.provision import factcache
 from swarmlab.provision.facts import SwarmInfo
 from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec, duration_seconds
@@ -86,6 +87,7 @@ def unlock_if_locked(target, spec: LabSpec) -> str:
                      "unlock it by hand (docker swarm unlock)")
         return node_state
     ok, _ = _quiet(target, "docker swarm unlock >/dev/null", stdin=path.read_text().strip() + "\n")
+    factcache.invalidate(target)  # facts read before (swarm state, docker info) are stale now
     _, node_state = _quiet(target, "docker info --format '{{.Swarm.LocalNodeState}}'")
     logger.info(f"{target.print_prefix}locked manager unlocked with {path}: state {node_state}")
     return node_state

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra import host, logger, state
 from pyinfra.api import deploy, operation
 from pyinfra.facts.deb import DebArch
+from pyinfra.facts.files import Directory
 from pyinfra.operations import apt, files, server, systemd
 
 from swarmlab.distros import (
@@ -12,13 +13,19 @@ from swarmlab.distros import (
     DOCKER_APT_REPO,
     DOCKER_KEYRING,
     DOCKER_PACKAGES,
+    PACKAGE_STEP_SUFFIX,
     Distro,
 )
 from swarmlab.provision.context import lab_node, lab_spec, template
-from swarmlab.provision.facts import DockerDaemonState
+from swarmlab.provision.factcache import Request
+from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts, user_facts
 from swarmlab.spec import HARDENED_DAEMON, LabSpec
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_UNITS = ("docker.socket", "docker.service")
 
 
 def daemon_config(spec: LabSpec) -> dict:
@@ -83,8 +90,19 @@ def docker_uses_daemon_json(config: dict):
         host.noop("dockerd runs with daemon.json")
 
 
+def docker_facts(spec: LabSpec) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(Directory, {"path": "/etc/docker"}), *file_facts(DAEMON_JSON),
+                          (UnitActiveState, {"units": list(DOCKER_UNITS)}),
+                          *service_facts("docker.service"), (DockerDaemonState, {})]
+    for user in spec.docker.users:
+        out += user_facts(f"/home/{user}")
+    return out
+
+
 @deploy("Docker Engine")
 def install_docker() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     distro = checked_distro()
     if distro is None:
@@ -107,14 +125,13 @@ def install_docker() -> None:
     if source == "official":
         _docker_apt_repo(distro)
     install_packages(
-        "Docker packages" if distro.family == "apt" else "Docker packages (full sync)",
+        "Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
         _pinned(pkgs.install, spec.docker.version),
         distro,
     )
 
     # a unit that hit its start limit (e.g. after a bad daemon.json) refuses a plain start
-    units_not_failed(name="docker units not in the failed state",
-                     units=["docker.socket", "docker.service"])
+    units_not_failed(name="docker units not in the failed state", units=list(DOCKER_UNITS))
     systemd.service(
         name="docker service running and enabled",
         service="docker.service",
@@ -165,7 +182,7 @@ def daemon_json(spec: LabSpec):
     return files.template(
         name="daemon.json",
         src=template("daemon.json.j2"),
-        dest="/etc/docker/daemon.json",
+        dest=DAEMON_JSON,
         mode="0644",
         config=daemon_config(spec),
     )

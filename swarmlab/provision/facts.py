@@ -6,6 +6,8 @@ import json
 import shlex
 
 from pyinfra.api import FactBase
+from pyinfra.api.facts import ShortFactBase
+from pyinfra.facts.docker import DockerNetworks
 
 
 class UfwAddedRules(FactBase):
@@ -76,22 +78,6 @@ class KernelModules(FactBase):
         return dict(line.split(None, 1) for line in output if " " in line)
 
 
-class SwarmInfo(FactBase):
-    """`docker info`'s Swarm section ({} when docker is not there or not running)."""
-
-    def requires_command(self, *args, **kwargs) -> str:
-        return "docker"
-
-    default = dict
-
-    def command(self) -> str:
-        return "docker info --format '{{json .Swarm}}' 2>/dev/null || true"
-
-    def process(self, output):
-        text = "".join(output).strip()
-        return json.loads(text) if text.startswith("{") else {}
-
-
 class SwarmNodes(FactBase):
     """`docker node inspect` of every node a manager sees ([] elsewhere)."""
 
@@ -109,23 +95,14 @@ class SwarmNodes(FactBase):
         return [json.loads(line) for line in output if line.startswith("{")]
 
 
-class OverlayNetworks(FactBase):
-    """name -> inspect data for the swarm-scoped overlay networks a manager sees."""
+class OverlayNetworks(ShortFactBase):
+    """name -> inspect data for the overlay networks a manager sees (pyinfra's DockerNetworks,
+    every network's `docker network inspect` in one command, filtered here)."""
 
-    def requires_command(self, *args, **kwargs) -> str:
-        return "docker"
+    fact = DockerNetworks
 
-    default = dict
-
-    def command(self) -> str:
-        return (
-            "docker network ls -q --filter driver=overlay 2>/dev/null "
-            "| xargs -r docker network inspect --format '{{json .}}'"
-        )
-
-    def process(self, output):
-        nets = [json.loads(line) for line in output if line.startswith("{")]
-        return {n["Name"]: n for n in nets}
+    def process_data(self, data):
+        return {n["Name"]: n for n in data or [] if n.get("Driver") == "overlay"}
 
 
 # shell printing `started=<epoch seconds>` of the running docker.service (nothing when stopped)
@@ -136,10 +113,13 @@ DOCKERD_STARTED = (
 
 
 class DockerDaemonState(FactBase):
-    """The running dockerd beside its daemon.json: `docker info` as JSON ("info", {} when the
-    daemon does not answer), daemon.json's mtime and the daemon's start time (epoch seconds).
+    """The running dockerd beside its daemon.json, in one read: `docker info` as JSON ("info",
+    {} when the daemon does not answer), daemon.json's mtime, the daemon's start time (epoch
+    seconds), the docker unit's own ExecStart (its fragment file, not drop-ins) and the running
+    main dockerd's arguments.
 
-    Read by the deploy (restart when they differ) and by the verification suite alike.
+    Read by the deploy (restart when they differ; swarm state; the TLS listener) and by the
+    verification suite alike.
     """
 
     default = dict
@@ -148,7 +128,11 @@ class DockerDaemonState(FactBase):
         return (
             "echo mtime=$(stat -c %Y /etc/docker/daemon.json 2>/dev/null); "
             + DOCKERD_STARTED
-            + "printf info=; docker info --format '{{json .}}' 2>/dev/null; echo; true"
+            + "f=$(systemctl show -p FragmentPath --value docker.service 2>/dev/null); "
+            '[ -n "$f" ] && sed -n "s/^ExecStart=\\(..*\\)$/execstart=\\1/p" "$f" | tail -n 1; '
+            "pid=$(systemctl show -p MainPID --value docker.service 2>/dev/null); "
+            '[ -n "$pid" ] && [ "$pid" != 0 ] && echo "args=$(tr "\\0" " " < /proc/$pid/cmdline)"; '
+            "printf info=; docker info --format '{{json .}}' 2>/dev/null; echo; true"
         )
 
     def process(self, output):
@@ -158,7 +142,28 @@ class DockerDaemonState(FactBase):
             "info": json.loads(info) if info.startswith("{") else {},
             "mtime": int(data["mtime"]) if data.get("mtime", "").strip().isdigit() else None,
             "started": int(data["started"]) if data.get("started", "").strip().isdigit() else None,
+            "execstart": data.get("execstart", "").strip(),
+            "args": data.get("args", "").split(),
         }
+
+
+class SwarmInfo(ShortFactBase):
+    """`docker info`'s Swarm section ({} when docker is not there or not running)."""
+
+    fact = DockerDaemonState
+
+    def process_data(self, data):
+        return (data.get("info") or {}).get("Swarm") or {}
+
+
+class DockerdRuntime(ShortFactBase):
+    """The docker unit's own ExecStart, the running main dockerd's arguments and start time."""
+
+    fact = DockerDaemonState
+
+    def process_data(self, data):
+        return {"execstart": data.get("execstart", ""), "args": data.get("args") or [],
+                "started": data.get("started")}
 
 
 class UnitActiveState(FactBase):

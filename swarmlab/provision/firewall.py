@@ -1,4 +1,6 @@
-"""Swarm ports open to the lab subnet only (plus SSH): ufw or nftables."""
+"""Swarm ports open to the lab subnet only (plus SSH): ufw or nftables.
+
+Hand-written: pyinfra has no ufw or nftables operations (files and units are pyinfra's)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ from pyinfra.operations import files, systemd
 
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.provision.context import lab_spec, template
-from swarmlab.provision.facts import NftTable
+from swarmlab.provision.factcache import Request
+from swarmlab.provision.facts import NftTable, UfwAddedRules, UfwStatus
 from swarmlab.provision.ops import changed, ufw_enabled, ufw_rules
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
 from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec
 
 NFT_FILE = "/etc/swarmlab/firewall.nft"
+FIREWALL_UNIT = "/etc/systemd/system/swarmlab-firewall.service"
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,20 @@ def nft_table_loaded(path: str, expected: list[str], file_op: OperationMeta):
         host.noop("the swarm table is loaded as templated")
 
 
+def firewall_facts(spec: LabSpec, distro: Distro) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    backend = backend_for(spec, distro)
+    if backend == "ufw":
+        return [(UfwAddedRules, {}), (UfwStatus, {})]
+    if backend == "nftables":
+        return [*file_facts(NFT_FILE), *file_facts(FIREWALL_UNIT), (NftTable, {}),
+                *service_facts("swarmlab-firewall.service")]
+    return []
+
+
 @deploy("Swarm firewall")
 def swarm_firewall() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     distro = checked_distro()
     if distro is None:
@@ -122,7 +139,7 @@ def swarm_firewall() -> None:
         unit = files.template(
             name="swarm table loaded at boot",
             src=template("swarmlab-firewall.service.j2"),
-            dest="/etc/systemd/system/swarmlab-firewall.service",
+            dest=FIREWALL_UNIT,
             mode="0644",
             nft_file=NFT_FILE,
         )

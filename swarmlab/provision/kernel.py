@@ -8,7 +8,9 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import KernelModules
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, sysctl_facts
 
 # module -> what does not work without it
 MODULE_FEATURES: dict[str, str] = {
@@ -30,6 +32,14 @@ MODULES_FILE = "/etc/modules-load.d/swarmlab.conf"
 REQUIRED_MODULES = ("overlay", "br_netfilter", "vxlan")  # loaded at boot when the kernel can
 
 
+def kernel_facts() -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(KernelModules, {}), *file_facts(MODULES_FILE)]
+    for key, value in SYSCTLS.items():
+        out += sysctl_facts(key, value, SYSCTL_FILE)
+    return out
+
+
 def missing_features(modules: dict[str, str]) -> dict[str, str]:
     """module -> feature, for modules the kernel neither has nor can load."""
     return {m: MODULE_FEATURES[m] for m, state in modules.items() if state == "missing"}
@@ -37,6 +47,7 @@ def missing_features(modules: dict[str, str]) -> dict[str, str]:
 
 @deploy("Kernel prerequisites")
 def kernel_prerequisites() -> None:
+    declare_lab_facts()
     modules = host.get_fact(KernelModules)
     usable = [m for m, s in modules.items() if s != "missing"]
     files.put(

@@ -14,6 +14,7 @@ from swarmlab.provision.context import lab_node, lab_spec
 from swarmlab.provision.docker import daemon_json
 from swarmlab.provision.firewall import backend_for
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts
 from swarmlab.spec import LabSpec, NodeSpec
 
 
@@ -35,6 +36,7 @@ def lab_package_list(spec: LabSpec, node: NodeSpec, distro: Distro) -> tuple[lis
 
 @deploy("Lab packages")
 def lab_packages() -> None:
+    declare_lab_facts()
     distro = checked_distro()
     if distro is None:
         return

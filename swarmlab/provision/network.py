@@ -1,4 +1,6 @@
-"""Static lab addresses: netplan on Ubuntu/Debian, NetworkManager on Manjaro."""
+"""Static lab addresses: netplan on Ubuntu/Debian, NetworkManager on Manjaro.
+
+Hand-written: pyinfra has no netplan/NetworkManager apply (the files and units are pyinfra's)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,18 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
-from swarmlab.distros import NETWORK_PACKAGES
+from swarmlab.distros import NETWORK_BACKENDS, NETWORK_PACKAGES, Distro
 from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
+from swarmlab.spec import LabSpec, NodeSpec
 
-NETPLAN_FILE = "/etc/netplan/60-swarmlab.yaml"
+NETPLAN_FILE = NETWORK_BACKENDS["netplan"].path
 NM_CONNECTION = "swarmlab-{iface}"
-NM_FILE = "/etc/NetworkManager/system-connections/" + NM_CONNECTION + ".nmconnection"
+NM_FILE = NETWORK_BACKENDS["networkmanager"].path
 NETPLAN_ROUTE_METRIC = 200  # below a DHCP default route on another NIC (Vagrant's NAT)
 
 
@@ -75,8 +80,21 @@ def connected_address() -> str | None:
         return None
 
 
+def network_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    backend = distro.network_backend
+    row = NETWORK_BACKENDS[backend]
+    iface = node.interface or spec.network.interface
+    out: list[Request] = [(NetworkDevices, {}), *service_facts(row.service)]
+    if iface:
+        out += [(LabLink, {"iface": iface, "backend": backend}),
+                *file_facts(row.path.format(iface=iface))]
+    return out
+
+
 @deploy("Lab network")
 def static_address() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     node = lab_node()
     distro = checked_distro()
@@ -93,37 +111,20 @@ def static_address() -> None:
         fail(name="Choose the lab interface", message=f"{host.name}: {err}")
         return
     cidr = f"{node.ip}/{ipaddress.ip_network(spec.network.subnet).prefixlen}"
-    packages = list(NETWORK_PACKAGES[distro.network_backend])
-
-    if distro.network_backend == "netplan":
-        install_packages("netplan", packages, distro)
-        systemd.service(name="systemd-networkd", service="systemd-networkd.service",
-                        running=True, enabled=True)
-        conf = files.template(
-            name="netplan file for the lab address",
-            src=template("netplan.yaml.j2"),
-            dest=NETPLAN_FILE,
-            mode="0600",
-            iface=iface,
-            cidr=cidr,
-            gateway=spec.network.gateway,
-            dns=spec.network.dns,
-            metric=NETPLAN_ROUTE_METRIC,
-        )
-    else:
-        install_packages("NetworkManager", packages, distro)
-        systemd.service(name="NetworkManager", service="NetworkManager.service",
-                        running=True, enabled=True)
-        conf = files.template(
-            name="NetworkManager keyfile for the lab address",
-            src=template("nm-keyfile.nmconnection.j2"),
-            dest=NM_FILE.format(iface=iface),
-            mode="0600",
-            iface=iface,
-            cidr=cidr,
-            gateway=spec.network.gateway,
-            dns=spec.network.dns,
-        )
+    row = NETWORK_BACKENDS[distro.network_backend]
+    install_packages(row.packages_step, list(NETWORK_PACKAGES[distro.network_backend]), distro)
+    systemd.service(name=row.service_step, service=row.service, running=True, enabled=True)
+    conf = files.template(
+        name=row.file_step,
+        src=template(row.template),
+        dest=row.path.format(iface=iface),
+        mode="0600",
+        iface=iface,
+        cidr=cidr,
+        gateway=spec.network.gateway,
+        dns=spec.network.dns,
+        metric=NETPLAN_ROUTE_METRIC,  # netplan's template uses it
+    )
     lab_address_applied(
         name="lab address applied",
         iface=iface, backend=distro.network_backend, cidr=cidr, gateway=spec.network.gateway,

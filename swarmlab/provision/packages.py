@@ -17,6 +17,7 @@ from swarmlab.provision.context import host_distro, lab_node, template
 from swarmlab.provision.ops import fail, pacman_sync_install
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
+APT_LOCK_FILE = "/etc/apt/apt.conf.d/90swarmlab-lock-timeout"
 
 
 @deploy("Apt lock wait")
@@ -25,7 +26,7 @@ def apt_lock_wait() -> None:
     files.put(
         name="apt waits for the dpkg lock (unattended-upgrades, cloud-init)",
         src=template("apt-lock-timeout.conf"),
-        dest="/etc/apt/apt.conf.d/90swarmlab-lock-timeout",
+        dest=APT_LOCK_FILE,
         mode="0644",
     )
 

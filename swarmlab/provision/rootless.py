@@ -1,5 +1,8 @@
 """Rootless Docker for the spec's `rootless.users`: a daemon per user beside the rootful one.
 
+Hand-written where pyinfra has nothing: linger, subuid/subgid ranges, the setuptool install
+and the running-daemon check (files, users, sysctl and links are pyinfra operations).
+
 Each user gets subordinate uid/gid ranges, lingering (the user's systemd manager runs without a
 login), Docker's systemd user unit (templates/docker-rootless.service.j2: the unit Docker's
 setuptool writes), ~/.config/docker/daemon.json, DOCKER_HOST in the login profile and a
@@ -13,29 +16,35 @@ manages. Every step is guarded by a fact read when it runs, so a second run chan
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FunctionCommand, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import Directory, FileContents, Link
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from swarmlab.distros import (
+    PACKAGE_STEP_SUFFIX,
     ROOTLESS_APPARMOR,
     ROOTLESS_NATIVE_OVERLAY_KERNEL,
+    Distro,
     RootlessTools,
     rootless_packages,
     rootless_tools,
 )
 from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.docker import running_drift
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
 from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts, sysctl_facts, user_facts
 from swarmlab.provision.shell import argv, q
 from swarmlab.provision.shell import line as shell_line
-from swarmlab.spec import LabSpec
+from swarmlab.spec import LabSpec, NodeSpec
 
 STATE_FILE = "/etc/swarmlab/rootless-users"
 PROFILE_SNIPPET = "/etc/profile.d/swarmlab-rootless.sh"
@@ -49,6 +58,7 @@ SCRIPT = "dockerd-rootless.sh"
 SETUPTOOL = "dockerd-rootless-setuptool.sh"
 UNIT = "docker.service"
 CONTEXT = "rootless"
+USER_DIRS = (".config", ".config/docker", ".config/systemd", ".config/systemd/user")
 
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 SUBID_COUNT = 65536
@@ -191,13 +201,17 @@ class RootlessHost(FactBase):
 
 
 class RootlessUser(FactBase):
-    """One user's rootless Docker state ({} when the user does not exist)."""
+    """One user's rootless Docker state ({} when the user does not exist): lingering, unit
+    file, enabled/active, the `rootless` context, and the running daemon beside its files
+    (`docker info` over the user's socket as "info", the unit's start time, the mtimes of
+    ~/.config/docker/daemon.json and of the unit file; epoch seconds)."""
 
     default = dict
 
     def command(self, user: str) -> str:
         u = shlex.quote(user)
         bus = "XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus"
+        sock = "DOCKER_HOST=unix:///run/user/$uid/docker.sock"
         return (
             f"if uid=$(id -u {u} 2>/dev/null); then "
             f"home=$(getent passwd {u} | cut -d: -f6); echo uid=$uid; echo home=$home; "
@@ -208,11 +222,35 @@ class RootlessUser(FactBase):
             f"systemctl --user is-active {UNIT} 2>/dev/null); "
             f"(cd / && sudo -H -u {u} docker context inspect {CONTEXT} >/dev/null 2>&1) "
             "&& echo context=1; "
+            f'echo conf_mtime=$(stat -c %Y "$home/.config/docker/daemon.json" 2>/dev/null); '
+            f'echo unit_mtime=$(stat -c %Y "$home/.config/systemd/user/{UNIT}" 2>/dev/null); '
+            f'[ -S "/run/user/$uid/bus" ] && t=$(cd / && sudo -u {u} env {bus} systemctl --user '
+            f"show -p ExecMainStartTimestamp --value {UNIT} 2>/dev/null) && [ -n \"$t\" ] "
+            '&& echo started=$(date -d "$t" +%s); '
+            f'[ -S "/run/user/$uid/docker.sock" ] && printf info= && (cd / && sudo -u {u} env {sock} '
+            "docker info --format '{{json .}}' 2>/dev/null; echo); "
             "fi; true"
         )
 
     def process(self, output):
-        return _key_values(output)
+        data = _key_values(output)
+        info = data.pop("info", "").strip()
+        data["info"] = json.loads(info) if info.startswith("{") else {}
+        for key in ("conf_mtime", "unit_mtime", "started"):
+            value = data.get(key, "").strip()
+            data[key] = int(value) if value.isdigit() else None
+        return data
+
+
+def rootless_drift(config: dict, user: dict) -> list[str]:
+    """How the user's running daemon differs from its daemon.json and unit ([] when it runs
+    with them); `user` is the RootlessUser fact."""
+    daemon = {"info": user.get("info"), "mtime": user.get("conf_mtime"), "started": user.get("started")}
+    out = running_drift(config, daemon)
+    unit, started = user.get("unit_mtime"), user.get("started")
+    if unit and started and unit > started:
+        out.append("the unit file was written after the daemon started")
+    return out
 
 
 class PathTest(FactBase):
@@ -293,8 +331,20 @@ def rootless_install(user: str, path: str):
 
 
 @operation()
-def rootless_restart(user: str):
-    """Restart the user's daemon (its unit or daemon.json changed)."""
+def rootless_uses_daemon_json(user: str, config: dict):
+    """Restart the user's daemon when it runs with other settings than its daemon.json, or
+    its daemon.json or unit was written after it started (decided from the running daemon,
+    like the rootful one: not from "a file changed in this run")."""
+    info = host.get_fact(RootlessUser, user=user)
+    if info.get("active") != "active" or not info.get("info"):
+        host.noop(f"{user}'s daemon does not answer (stopped, or starting): nothing to compare")
+        return
+    drift = rootless_drift(config, info)
+    if not drift:
+        host.noop(f"{user}'s daemon runs with its daemon.json and unit")
+        return
+    if state.is_executing:
+        logger.info(f"{host.print_prefix}restarting {user}'s rootless docker: {'; '.join(drift)}")
     yield user_manager(user)
     yield as_user(user, f"systemctl --user daemon-reload && systemctl --user restart {UNIT}")
 
@@ -345,8 +395,33 @@ def rootless_uninstall(user: str, path: str | None):
 
 # --- the deploy ---------------------------------------------------------------------------
 
+def rootless_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(FileContents, {"path": STATE_FILE})]
+    wanted = list(spec.rootless.users)
+    tools = rootless_tools(distro.key, spec.docker_source(node))
+    if not wanted or tools is None or tools.script_dir is None:
+        return out
+    out += [(Directory, {"path": "/etc/swarmlab"}), *file_facts(STATE_FILE),
+            (RootlessHost, {"rootlesskit": tools.rootlesskit}),
+            (PathTest, {"path": f"{tools.script_dir}/{SCRIPT}", "flag": "-x"}),
+            *file_facts(PROFILE_SNIPPET), *sysctl_facts(USERNS_CLONE, 1, SYSCTL_FILE)]
+    if not tools.docker_beside:
+        out.append((Directory, {"path": LINK_DIR}))
+        out += [(Link, {"path": f"{LINK_DIR}/{name}"}) for name in (SCRIPT, SETUPTOOL, "docker")]
+    out += [(FileContents, {"path": path}) for path in SUBID_FILES]
+    for user in wanted:
+        home = f"/home/{user}"
+        out += [*user_facts(home), (RootlessUser, {"user": user}),
+                *file_facts(f"{home}/.config/systemd/user/{UNIT}"),
+                *file_facts(f"{home}/.config/docker/daemon.json")]
+        out += [(Directory, {"path": f"{home}/{sub}"}) for sub in USER_DIRS]
+    return out
+
+
 @deploy("Rootless Docker")
 def rootless_docker() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     wanted = list(spec.rootless.users)
     previous = managed_users(host.get_fact(FileContents, path=STATE_FILE))
@@ -384,7 +459,7 @@ def rootless_docker() -> None:
     driver = rootless_storage_driver(facts.get("container", ""), facts.get("kernel", ""))
     packages = rootless_packages(distro.key, source, driver)
     install_packages(
-        "rootless Docker packages" if distro.family == "apt" else "rootless Docker packages (full sync)",
+        "rootless Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
         packages, distro,
     )
     scripts_present(
@@ -447,9 +522,9 @@ def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
     if user not in spec.docker.users:
         not_in_docker_group(name=f"{user}: not in the docker group", user=user)
     linger(name=f"{user}: lingering", user=user)
-    for sub in (".config", ".config/docker", ".config/systemd", ".config/systemd/user"):
+    for sub in USER_DIRS:
         files.directory(name=f"{user}: ~/{sub}", path=f"{home}/{sub}", user=user, group=group)
-    unit = files.template(
+    files.template(
         name=f"{user}: ~/.config/systemd/user/{UNIT}",
         src=template("docker-rootless.service.j2"),
         dest=f"{home}/.config/systemd/user/{UNIT}",
@@ -457,19 +532,17 @@ def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
         bin_dir=path,
         exec_start=f"{path}/{SCRIPT}",
     )
-    conf = files.template(
+    config = rootless_daemon_config(spec, driver)
+    files.template(
         name=f"{user}: ~/.config/docker/daemon.json",
         src=template("daemon.json.j2"),
         dest=f"{home}/.config/docker/daemon.json",
         user=user, group=group, mode="0644",
-        config=rootless_daemon_config(spec, driver),
+        config=config,
     )
-    installed = rootless_install(name=f"{user}: install rootless Docker", user=user, path=path)
-    rootless_restart(
-        name=f"{user}: restart for the new unit/daemon.json",
-        user=user,
-        _if=lambda: (unit.did_change() or conf.did_change()) and not installed.did_change(),
-    )
+    rootless_install(name=f"{user}: install rootless Docker", user=user, path=path)
+    rootless_uses_daemon_json(name=f"{user}: daemon runs with its daemon.json and unit", user=user,
+                              config=config)
     rootless_running(name=f"{user}: docker.service enabled and running", user=user)
     rootless_context(name=f"{user}: docker context {CONTEXT}", user=user)
 

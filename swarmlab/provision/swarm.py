@@ -1,5 +1,9 @@
 """Form the swarm from the spec: init, join, reconcile members, overlay networks.
 
+Hand-written: pyinfra has no swarm operations (init/join/node update), and its
+`docker.network` only checks that a network of that name exists (no re-create on drift);
+the facts are pyinfra's DockerNetworks and swarmlab's one wide DockerDaemonState.
+
 Every host declares the same operations in the same order (pyinfra orders operations that
 only some hosts run by line, which could put a join before the init); each operation
 decides at execution time, from live facts, whether this host has anything to do.
@@ -18,9 +22,11 @@ from pyinfra.context import ctx_state
 
 from swarmlab.provision.autolock import init_args, swarm_options, unlock_if_locked
 from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.provision.prefetch import declare_lab_facts
 from swarmlab.provision.shell import argv, line, q
-from swarmlab.spec import LabSpec, OverlaySpec
+from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
 
 SWARM_PORT = 2377
 MANAGED_LABELS = "swarmlab.labels"  # node label: the keys of the labels swarmlab set
@@ -278,11 +284,21 @@ def ingress_network(is_first: bool):
     yield "docker network create --driver overlay --ingress ingress"
 
 
+def swarm_facts(spec: LabSpec, node: NodeSpec) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    if not spec.swarm.enabled:
+        return []
+    if node.name != spec.first_manager.name:
+        return [(SwarmInfo, {})]
+    return [(SwarmInfo, {}), (SwarmNodes, {}), (OverlayNetworks, {})]
+
+
 @deploy("Swarm")
 def form_swarm() -> None:
     spec = lab_spec()
     if not spec.swarm.enabled:
         return
+    declare_lab_facts()
     node = lab_node()
     first = spec.first_manager
     is_first = node.name == first.name

@@ -10,44 +10,22 @@ arguments differ from what the spec asks, or a file it reads changed.
 from __future__ import annotations
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, FunctionCommand, StringCommand, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
+from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.operations import files
 
 from swarmlab import tls
 from swarmlab.provision.autolock import unlock_if_locked
 from swarmlab.provision.context import lab_node, lab_spec
-from swarmlab.provision.docker import daemon_config, running_drift
-from swarmlab.provision.facts import DOCKERD_STARTED, DockerDaemonState
+from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
+from swarmlab.provision.factcache import Request
+from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime
 from swarmlab.provision.ops import changed
+from swarmlab.provision.prefetch import declare_lab_facts, file_facts
 from swarmlab.provision.shell import line, q
+from swarmlab.spec import LabSpec
 
 DROPIN = "/etc/systemd/system/docker.service.d/swarmlab-tls.conf"
-
-
-class DockerdRuntime(FactBase):
-    """The docker unit's own ExecStart (its fragment file, not drop-ins), the running main
-    dockerd's arguments and start time (epoch seconds)."""
-
-    default = dict
-
-    def command(self) -> str:
-        return (
-            "f=$(systemctl show -p FragmentPath --value docker.service 2>/dev/null); "
-            '[ -n "$f" ] && sed -n "s/^ExecStart=\\(..*\\)$/execstart=\\1/p" "$f" | tail -n 1; '
-            "pid=$(systemctl show -p MainPID --value docker.service 2>/dev/null); "
-            '[ -n "$pid" ] && [ "$pid" != 0 ] && echo "args=$(tr "\\0" " " < /proc/$pid/cmdline)"; '
-            + DOCKERD_STARTED + "true"
-        )
-
-    def process(self, output):
-        data = dict(line.split("=", 1) for line in output if "=" in line)
-        started = data.get("started", "").strip()
-        return {
-            "execstart": data.get("execstart", "").strip(),
-            "args": data.get("args", "").split(),
-            "started": int(started) if started.isdigit() else None,
-        }
 
 
 def listener_args(ip: str) -> list[str]:
@@ -145,8 +123,22 @@ def tls_dropin(ip: str):
     )
 
 
+def tls_facts(spec: LabSpec) -> list[Request]:
+    """What this step reads on a node (declared for the lab's fact batch)."""
+    out: list[Request] = [(DockerDaemonState, {}),
+                          (FileContents, {"path": DAEMON_JSON})]
+    if spec.docker.tls:
+        out += [(Directory, {"path": tls.NODE_TLS_DIR}), (FileContents, {"path": DROPIN})]
+        for dest in (tls.NODE_CA, tls.NODE_CERT, tls.NODE_KEY):
+            out += file_facts(dest)
+    else:
+        out += [(File, {"path": DROPIN}), (Directory, {"path": tls.NODE_TLS_DIR})]
+    return out
+
+
 @deploy("Docker API over TLS")
 def docker_tls() -> None:
+    declare_lab_facts()
     spec = lab_spec()
     node = lab_node()
     ops = []
@@ -176,7 +168,7 @@ def _json_differs(spec) -> bool:
     """daemon.json (before this run) is not the spec's: the Docker Engine step rewrites it."""
     import json
 
-    have = host.get_fact(FileContents, path="/etc/docker/daemon.json")
+    have = host.get_fact(FileContents, path=DAEMON_JSON)
     try:
         return have is not None and json.loads("\n".join(have)) != daemon_config(spec)
     except ValueError:

@@ -29,6 +29,7 @@ How it works (pyinfra 3.10 API mode, no connector is ever used):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -49,6 +50,7 @@ from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
 
 from swarmlab.inventory import host_data
+from swarmlab.provision.factcache import FactBatch
 from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,7 +160,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def recorded(fact_cls: type, output: str) -> Any:
-    """A fact's value from its recorded command output, parsed by the fact's own `process`."""
+    """A fact's value from its recorded command output, parsed by the fact's own `process`.
+
+    A fact derived from a wider one (SwarmInfo: docker info's Swarm section) is recorded as
+    the JSON it derives."""
+    if issubclass(fact_cls, ShortFactBase):
+        text = output.strip()
+        return json.loads(text) if text.startswith("{") else {}
     return fact_cls().process(output.strip("\n").splitlines())
 
 
@@ -318,6 +326,8 @@ def _install_facts(host: Host, facts: dict, queried: list, shell_log: list | Non
     shell_log = shell_log if shell_log is not None else []
 
     def get_fact(cls, *args, **kwargs):
+        if cls is FactBatch:  # no batch: each fact is answered (and queried) on its own
+            return {}
         key = _fact_arg_key(args, kwargs)
         queried.append((cls.__name__, key))
         value: Any = _MISSING

@@ -22,7 +22,7 @@ from pyinfra.facts.server import Groups, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from swarmlab.provision.docker import install_docker, running_drift
-from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
+from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime, SwarmInfo, UnitActiveState
 
 OFFICIAL = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
 KEYRING = "/etc/apt/keyrings/docker.asc"
@@ -293,9 +293,16 @@ def test_running_drift_names_what_differs():
 
 
 def test_daemon_state_fact_parses_its_output():
-    value = recorded(DockerDaemonState, 'mtime=100\nstarted=200\ninfo={"LoggingDriver": "local"}\n')
-    assert value == {"info": {"LoggingDriver": "local"}, "mtime": 100, "started": 200}
-    assert recorded(DockerDaemonState, "mtime=\ninfo=\n") == {"info": {}, "mtime": None, "started": None}
+    value = recorded(DockerDaemonState, 'mtime=100\nstarted=200\nexecstart=/usr/sbin/dockerd -H fd://\n'
+                     'args=/usr/sbin/dockerd -H fd:// \ninfo={"LoggingDriver": "local", "Swarm": {"a": 1}}\n')
+    assert value == {"info": {"LoggingDriver": "local", "Swarm": {"a": 1}}, "mtime": 100, "started": 200,
+                     "execstart": "/usr/sbin/dockerd -H fd://", "args": ["/usr/sbin/dockerd", "-H", "fd://"]}
+    # the swarm state and the TLS step's runtime are read from the same answer
+    assert SwarmInfo().process_data(value) == {"a": 1}
+    assert DockerdRuntime().process_data(value) == {
+        "execstart": "/usr/sbin/dockerd -H fd://", "args": ["/usr/sbin/dockerd", "-H", "fd://"], "started": 200}
+    assert recorded(DockerDaemonState, "mtime=\ninfo=\n") == {
+        "info": {}, "mtime": None, "started": None, "execstart": "", "args": []}
 
 
 def test_failed_docker_unit_is_reset_before_the_start():

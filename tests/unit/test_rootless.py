@@ -319,3 +319,39 @@ def test_no_rootless_users_and_none_before_does_nothing(tmp_path):
     run = run_deploy(rootless_docker, _spec(tmp_path, "ubuntu-24.04", "official", users=()),
                      "node1", {})
     assert run.ops == []
+
+
+def test_rootless_daemon_restarts_when_it_runs_with_other_settings_than_its_files():
+    from swarmlab.provision.rootless import RootlessUser, rootless_drift
+
+    config = {"storage-driver": "vfs", "log-driver": "local"}
+    out = ("uid=1001\nhome=/home/alice\nactive=active\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"
+           'info={"Driver": "vfs", "LoggingDriver": "local"}\n')
+    user = RootlessUser().process(out.splitlines())
+    assert user["info"] == {"Driver": "vfs", "LoggingDriver": "local"} and user["started"] == 200
+    assert rootless_drift(config, user) == []
+    assert rootless_drift({**config, "log-driver": "json-file"}, user) == [
+        "log-driver: dockerd runs with 'local', daemon.json says 'json-file'"]
+    assert rootless_drift(config, {**user, "conf_mtime": 300}) == [
+        "daemon.json was written after dockerd started (restart docker to apply it)"]
+    assert rootless_drift(config, {**user, "unit_mtime": 300}) == [
+        "the unit file was written after the daemon started"]
+
+
+def test_rootless_restart_is_decided_from_the_running_daemon():
+    from deployfakes import FactFn, run_deploy
+
+    from swarmlab.provision.rootless import PathTest, RootlessHost, RootlessUser, rootless_docker
+
+    log_driver = rootless_daemon_config(load_spec(LOCAL), "vfs")["log-driver"]
+    running = {"uid": "1001", "home": "/home/alice", "active": "active", "enabled": "1",
+               "conf_mtime": 100, "unit_mtime": 100, "started": 200,
+               "info": {"Driver": "vfs", "LoggingDriver": "not-" + log_driver}}
+    name = "alice: daemon runs with its daemon.json and unit"
+    stale = run_deploy(rootless_docker, LOCAL, "node1", {RootlessUser: FactFn(lambda user: running),
+                                                          PathTest: True, RootlessHost: {"container": "docker"}})
+    assert any("systemctl --user restart docker.service" in c for c in stale.op(name).commands)
+    same = {**running, "info": {"Driver": "vfs", "LoggingDriver": log_driver}}
+    ok = run_deploy(rootless_docker, LOCAL, "node1", {RootlessUser: FactFn(lambda user: same),
+                                                       PathTest: True, RootlessHost: {"container": "docker"}})
+    assert ok.op(name).commands == []
