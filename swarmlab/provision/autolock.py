@@ -21,6 +21,7 @@ from swarmlab.provision.facts import SwarmInfo
 from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec, duration_seconds
 from swarmlab.state import lab_state_dir
+from swarmlab.swarm_state import from_swarm
 
 KEY_RE = re.compile(r"SWMKEY-1-[A-Za-z0-9+/=]{1,200}")
 NS = 1_000_000_000
@@ -141,7 +142,7 @@ def swarm_options(is_first: bool):
 
     spec = lab_spec()
     info = host.get_fact(SwarmInfo)
-    active = info.get("LocalNodeState") == "active"
+    active = from_swarm(info).active
     cluster_spec = (info.get("Cluster") or {}).get("Spec") or {}
     args = update_args(spec, cluster_spec) if active and cluster_spec else []
     if args:

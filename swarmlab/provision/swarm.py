@@ -27,6 +27,7 @@ from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.prefetch import declare_lab_facts
 from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
+from swarmlab.swarm_state import from_swarm
 
 SWARM_PORT = 2377
 MANAGED_LABELS = "swarmlab.labels"  # node label: the keys of the labels swarmlab set
@@ -58,14 +59,6 @@ def overlay_command(net: OverlaySpec) -> str:
     for key, value in sorted(net.labels.items()):
         words += ["--label", f"{key}={value}"]
     return argv(*words, net.name)
-
-
-def in_swarm_of(info: dict, manager_ip: str) -> bool:
-    """True when the node is active in the swarm that `manager_ip` manages."""
-    if info.get("LocalNodeState") != "active":
-        return False
-    remotes = {m.get("Addr") for m in info.get("RemoteManagers") or []}
-    return f"{manager_ip}:{SWARM_PORT}" in remotes
 
 
 def reconcile_commands(spec: LabSpec, nodes: list[dict]) -> list[str]:
@@ -137,8 +130,7 @@ def swarm_init(is_first: bool, command: str):
     """On the first manager: `docker swarm init` unless it is already active."""
     if not is_first:
         return
-    info = host.get_fact(SwarmInfo)
-    node_state = info.get("LocalNodeState")
+    node_state = from_swarm(host.get_fact(SwarmInfo)).local_node_state
     if node_state == "active":
         return
     if node_state == "locked":  # autolock: unlocked with the saved key, never left
@@ -155,18 +147,17 @@ def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
     """Join as `role` with a token read from the first manager during this run."""
     if role is None:
         return
-    info = host.get_fact(SwarmInfo)
-    if in_swarm_of(info, manager_ip):
+    info = from_swarm(host.get_fact(SwarmInfo))
+    if info.in_swarm_of(manager_ip):
         return
-    node_state = info.get("LocalNodeState")
+    node_state = info.local_node_state
     if node_state == "locked":
         host.noop("the manager is locked (swarm.autolock): not leaving the swarm")
         return
     if node_state and node_state != "inactive":
-        remotes = [m.get("Addr") for m in info.get("RemoteManagers") or []]
         logger.warning(
             f"{host.print_prefix}in another swarm or stale (state {node_state}, managers "
-            f"{remotes}): leaving it to join {manager_ip}"
+            f"{list(info.remote_managers)}): leaving it to join {manager_ip}"
         )
         yield "docker swarm leave --force"
     if not state.is_executing:

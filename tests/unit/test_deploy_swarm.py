@@ -13,7 +13,6 @@ from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.swarm import (
     MANAGED_LABELS,
     form_swarm,
-    in_swarm_of,
     init_command,
     label_update_args,
     overlay_command,
@@ -21,6 +20,7 @@ from swarmlab.provision.swarm import (
     reconcile_commands,
 )
 from swarmlab.spec import OverlaySpec, load_spec
+from swarmlab.swarm_state import from_swarm
 
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 
@@ -101,14 +101,14 @@ def test_overlay_command_variants():
     )
 
 
-def test_in_swarm_of():
+def test_in_swarm_of_reads_the_deploy_fact_with_the_shared_parser():
     worker = recorded(SwarmInfo, INFO_WORKER_OF_NODE1)
-    assert in_swarm_of(worker, "10.77.0.11")
-    assert not in_swarm_of(worker, "10.77.0.99")
-    assert not in_swarm_of(recorded(SwarmInfo, INFO_INACTIVE), "10.77.0.11")
-    assert not in_swarm_of({}, "10.77.0.11")  # docker not running
+    assert from_swarm(worker).in_swarm_of("10.77.0.11")
+    assert not from_swarm(worker).in_swarm_of("10.77.0.99")
+    assert not from_swarm(recorded(SwarmInfo, INFO_INACTIVE)).in_swarm_of("10.77.0.11")
+    assert not from_swarm({}).in_swarm_of("10.77.0.11")  # docker not running
     pending = dict(worker, LocalNodeState="pending")
-    assert not in_swarm_of(pending, "10.77.0.11")
+    assert not from_swarm(pending).in_swarm_of("10.77.0.11")
 
 
 # --- reconcile_commands -------------------------------------------------------------------
