@@ -7,6 +7,7 @@ import shlex
 import time
 
 import pytest
+from pyinfra.facts.docker import DockerNetworks
 
 from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
 from swarmlab.provision.kernel import MODULE_FEATURES
@@ -89,8 +90,9 @@ def test_docker_gwbridge_with_masquerade(host, snap):
 
 
 def _overlays(manager) -> dict[str, dict]:
-    fact = OverlayNetworks()
-    return fact.process(manager.check_output(fact.command()).splitlines())
+    """The deploy's own read: pyinfra's DockerNetworks command, filtered as OverlayNetworks does."""
+    networks = DockerNetworks()
+    return OverlayNetworks().process_data(networks.process(manager.check_output(networks.command()).splitlines()))
 
 
 def test_ingress_network_exists(first_manager):
