@@ -1,4 +1,5 @@
-"""The spec and node a deploy runs for, read from the inventory's host data."""
+"""The spec and node a deploy runs for (from the inventory's host data), the host's distro and
+the distro check every deploy starts with."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pyinfra import host
 from pyinfra.context import ctx_state
 from pyinfra.facts.server import LinuxDistribution
 
-from swarmlab.distros import Distro, distro_from_os_release
+from swarmlab.distros import DISTROS, Distro, distro_from_os_release
+from swarmlab.provision.ops import fail
 from swarmlab.shipped import shipped
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
 
@@ -54,3 +56,24 @@ def host_distro() -> Distro | None:
             meta.get("ID", ""), meta.get("VERSION_ID", ""), meta.get("VERSION_CODENAME", "")
         )
     return known[host.name]
+
+
+def checked_distro() -> Distro | None:
+    """The host's distro if supported and as the spec says; else fail the host and None."""
+    node = lab_node()
+    distro = host_distro()
+    if distro is None:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: unsupported OS (not one of {', '.join(DISTROS)}); "
+            "swarmlab cannot provision it",
+        )
+        return None
+    if distro.key != node.distro:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
+            f"{distro.key}; fix nodes[].distro in the spec",
+        )
+        return None
+    return distro

@@ -16,11 +16,11 @@ from swarmlab.distros import (
     PACKAGE_STEP_SUFFIX,
     Distro,
 )
-from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
-from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts, user_facts
 from swarmlab.spec import HARDENED_DAEMON, LabSpec
 

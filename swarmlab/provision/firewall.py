@@ -12,11 +12,11 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
-from swarmlab.provision.context import lab_spec, template
+from swarmlab.provision.context import checked_distro, lab_spec, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import NftTable, UfwAddedRules, UfwStatus
 from swarmlab.provision.ops import changed, ufw_enabled, ufw_rules
-from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
 from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec

@@ -15,10 +15,10 @@ from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
 from swarmlab.distros import NETWORK_BACKENDS, NETWORK_PACKAGES, Distro
-from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
-from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, NodeSpec

@@ -1,4 +1,4 @@
-"""Package installs for both package families, and the distro check every deploy starts with."""
+"""Package installs for both package families (apt with a bounded lock wait, pacman full sync)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pyinfra.context import ctx_state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
-from swarmlab.distros import DISTROS, Distro
-from swarmlab.provision.context import host_distro, lab_node, template
-from swarmlab.provision.ops import fail, pacman_sync_install
+from swarmlab.distros import Distro
+from swarmlab.provision.context import template
+from swarmlab.provision.ops import pacman_sync_install
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
 APT_LOCK_FILE = "/etc/apt/apt.conf.d/90swarmlab-lock-timeout"
@@ -70,24 +70,3 @@ def apt_install(packages: list[str]):
         return
     yield from apt.packages._inner(packages=packages, update=True, cache_time=APT_CACHE_TIME,
                                    no_recommends=True)
-
-
-def checked_distro() -> Distro | None:
-    """The host's distro if supported and as the spec says; else fail the host and None."""
-    node = lab_node()
-    distro = host_distro()
-    if distro is None:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: unsupported OS (not one of {', '.join(DISTROS)}); "
-            "swarmlab cannot provision it",
-        )
-        return None
-    if distro.key != node.distro:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
-            f"{distro.key}; fix nodes[].distro in the spec",
-        )
-        return None
-    return distro

@@ -28,7 +28,7 @@ from swarmlab.provision.docker import install_docker
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.firewall import swarm_firewall
 from swarmlab.provision.kernel import kernel_prerequisites
-from swarmlab.provision.lab import lab_packages
+from swarmlab.provision.lab_packages import lab_packages
 from swarmlab.provision.network import static_address
 from swarmlab.provision.rootless import STATE_FILE, PathTest, rootless_docker
 from swarmlab.provision.shell import argv

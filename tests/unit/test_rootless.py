@@ -322,7 +322,7 @@ def test_no_rootless_users_and_none_before_does_nothing(tmp_path):
 
 
 def test_rootless_daemon_restarts_when_it_runs_with_other_settings_than_its_files():
-    from swarmlab.provision.rootless import RootlessUser, rootless_drift
+    from swarmlab.provision.rootless.daemon import RootlessUser, rootless_drift
 
     config = {"storage-driver": "vfs", "log-driver": "local"}
     out = ("uid=1001\nhome=/home/alice\nactive=active\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"

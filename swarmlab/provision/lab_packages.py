@@ -10,10 +10,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from swarmlab.distros import DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES, Distro
-from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.context import checked_distro, lab_node, lab_spec
 from swarmlab.provision.docker import daemon_json
 from swarmlab.provision.firewall import backend_for
-from swarmlab.provision.packages import checked_distro, install_packages
+from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import declare_lab_facts
 from swarmlab.spec import LabSpec, NodeSpec
 
