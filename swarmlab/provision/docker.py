@@ -13,7 +13,7 @@ from swarmlab.distros import (
     DOCKER_APT_REPO,
     DOCKER_KEYRING,
     DOCKER_PACKAGES,
-    PACKAGE_STEP_SUFFIX,
+    PACKAGE_FAMILIES,
     Distro,
 )
 from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
@@ -125,7 +125,7 @@ def install_docker() -> None:
     if source == "official":
         _docker_apt_repo(distro)
     install_packages(
-        "Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
+        "Docker packages" + PACKAGE_FAMILIES[distro.family].step_suffix,
         _pinned(pkgs.install, spec.docker.version),
         distro,
     )

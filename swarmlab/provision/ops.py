@@ -74,17 +74,6 @@ def ufw_enabled():
 
 
 @operation()
-def pacman_sync_install(packages: list[str]):
-    """Install missing packages with a full sync (`-Syu`): Arch/Manjaro forbid partial upgrades."""
-    from pyinfra.facts.pacman import PacmanPackages
-
-    installed = host.get_fact(PacmanPackages)
-    missing = [p for p in packages if p not in installed]
-    if missing:
-        yield argv("pacman", "-Syu", "--noconfirm", "--needed", *missing)
-
-
-@operation()
 def units_not_failed(units: list[str]):
     """`systemctl reset-failed` the units in the failed state (a start limit hit refuses a
     plain start), so the next operation can start them."""

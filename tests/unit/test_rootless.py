@@ -1,4 +1,4 @@
-"""Rootless Docker (swarmlab/provision/rootless.py): subordinate id allocation, per-distro package
+"""Rootless Docker (swarmlab/provision/rootless/): subordinate id allocation, per-distro package
 and script selection (Ubuntu 24.04 AppArmor, Manjaro), storage driver rule, and the deploy's
 commands offline for a few distros."""
 

@@ -27,7 +27,7 @@ from pyinfra.facts.files import Directory, FileContents, Link
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
-from swarmlab.distros import PACKAGE_STEP_SUFFIX, Distro, RootlessTools, rootless_packages, rootless_tools
+from swarmlab.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
 from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
@@ -190,7 +190,7 @@ def rootless_docker() -> None:
     driver = rootless_storage_driver(facts.get("container", ""), facts.get("kernel", ""))
     packages = rootless_packages(distro.key, source, driver)
     install_packages(
-        "rootless Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
+        "rootless Docker packages" + PACKAGE_FAMILIES[distro.family].step_suffix,
         packages, distro,
     )
     scripts_present(
