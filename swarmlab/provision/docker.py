@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host, logger, state
-from pyinfra.api import deploy, operation
+from pyinfra.api import operation
 from pyinfra.facts.deb import DebArch
 from pyinfra.facts.files import Directory
 from pyinfra.operations import apt, files, server, systemd
@@ -16,13 +16,13 @@ from swarmlab.distros import (
     PACKAGE_FAMILIES,
     Distro,
 )
-from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
+from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
 from swarmlab.provision.packages import install_packages
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts, user_facts
-from swarmlab.spec import HARDENED_DAEMON, LabSpec
+from swarmlab.provision.prefetch import file_facts, service_facts, user_facts
+from swarmlab.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DOCKER_UNITS = ("docker.socket", "docker.service")
@@ -100,14 +100,9 @@ def docker_facts(spec: LabSpec) -> list[Request]:
     return out
 
 
-@deploy("Docker Engine")
-def install_docker() -> None:
-    declare_lab_facts()
-    spec = lab_spec()
-    distro = checked_distro()
-    if distro is None:
-        return
-    source = spec.docker_source(lab_node())
+@lab_deploy("Docker Engine")
+def install_docker(spec: LabSpec, node: NodeSpec, distro: Distro) -> None:
+    source = spec.docker_source(node)
     pkgs = DOCKER_PACKAGES.get((distro.key, source))
     if pkgs is None or pkgs.missing:
         gaps = "; ".join(pkgs.missing.values()) if pkgs else f"no {source!r} packages"

@@ -10,11 +10,15 @@ from pyinfra.api.facts import ShortFactBase
 from pyinfra.facts.docker import DockerNetworks
 
 
-class UfwAddedRules(FactBase):
-    """Rules ufw has been told to add (works while ufw is inactive), without `ufw `."""
+class UfwFact(FactBase):
+    """A fact read with the ufw command (none where ufw is not installed)."""
 
     def requires_command(self, *args, **kwargs) -> str:
         return "ufw"
+
+
+class UfwAddedRules(UfwFact):
+    """Rules ufw has been told to add (works while ufw is inactive), without `ufw `."""
 
     default = list
 
@@ -25,12 +29,9 @@ class UfwAddedRules(FactBase):
         return [line[4:].strip() for line in output if line.startswith("ufw ")]
 
 
-class UfwStatus(FactBase):
+class UfwStatus(UfwFact):
     """{"active": bool, "input_policy": "DROP" | "ACCEPT" | "REJECT" | None}: whether ufw is
     active, and its default incoming policy (from /etc/default/ufw, set while inactive too)."""
-
-    def requires_command(self, *args, **kwargs) -> str:
-        return "ufw"
 
     default = dict
 

@@ -28,7 +28,7 @@ from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from swarmlab.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
-from swarmlab.provision.context import checked_distro, lab_node, lab_spec, template
+from swarmlab.provision.context import checked_distro, lab_node, lab_spec, render, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
 from swarmlab.provision.packages import install_packages
@@ -235,22 +235,12 @@ def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
     linger(name=f"{user}: lingering", user=user)
     for sub in USER_DIRS:
         files.directory(name=f"{user}: ~/{sub}", path=f"{home}/{sub}", user=user, group=group)
-    files.template(
-        name=f"{user}: ~/.config/systemd/user/{UNIT}",
-        src=template("docker-rootless.service.j2"),
-        dest=f"{home}/.config/systemd/user/{UNIT}",
-        user=user, group=group, mode="0644",
-        bin_dir=path,
-        exec_start=f"{path}/{SCRIPT}",
-    )
+    unit = f"{home}/.config/systemd/user/{UNIT}"
+    render(f"{user}: ~/.config/systemd/user/{UNIT}", "docker-rootless.service.j2", unit,
+           user=user, group=group, bin_dir=path, exec_start=f"{path}/{SCRIPT}")
     config = rootless_daemon_config(spec, driver)
-    files.template(
-        name=f"{user}: ~/.config/docker/daemon.json",
-        src=template("daemon.json.j2"),
-        dest=f"{home}/.config/docker/daemon.json",
-        user=user, group=group, mode="0644",
-        config=config,
-    )
+    render(f"{user}: ~/.config/docker/daemon.json", "daemon.json.j2",
+           f"{home}/.config/docker/daemon.json", user=user, group=group, config=config)
     rootless_install(name=f"{user}: install rootless Docker", user=user, path=path)
     rootless_uses_daemon_json(name=f"{user}: daemon runs with its daemon.json and unit", user=user,
                               config=config)
