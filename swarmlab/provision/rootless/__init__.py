@@ -23,7 +23,7 @@ from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
-from pyinfra.facts.files import Directory, FileContents, Link
+from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
@@ -38,8 +38,8 @@ from swarmlab.provision.rootless.daemon import (
     SCRIPT,
     SETUPTOOL,
     UNIT,
-    PathTest,
     RootlessUser,
+    executable,
     linger,
     rootless_context,
     rootless_daemon_config,
@@ -67,7 +67,7 @@ from swarmlab.provision.shell import argv
 from swarmlab.spec import LabSpec, NodeSpec
 
 __all__ = [
-    "CONTEXT", "LINK_DIR", "STATE_FILE", "PathTest", "RootlessHost", "RootlessUser",
+    "CONTEXT", "LINK_DIR", "STATE_FILE", "RootlessHost", "RootlessUser",
     "allocate_subids", "apparmor_profile_path", "bin_dir", "kernel_version",
     "needs_apparmor_profile", "parse_subids", "rootless_daemon_config", "rootless_docker",
     "rootless_facts", "rootless_storage_driver",
@@ -110,7 +110,7 @@ def scripts_present(script: str, message: str):
 
     Checked when the operation runs (the packages may arrive earlier in the same run).
     """
-    if state.is_executing and not host.get_fact(PathTest, path=script, flag="-x"):
+    if state.is_executing and not executable(script):
         yield _fail_with(message)
 
 
@@ -135,7 +135,7 @@ def rootless_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Reques
         return out
     out += [(Directory, {"path": "/etc/swarmlab"}), *file_facts(STATE_FILE),
             (RootlessHost, {"rootlesskit": tools.rootlesskit}),
-            (PathTest, {"path": f"{tools.script_dir}/{SCRIPT}", "flag": "-x"}),
+            (File, {"path": f"{tools.script_dir}/{SCRIPT}"}),
             *file_facts(PROFILE_SNIPPET), *sysctl_facts(USERNS_CLONE, 1, SYSCTL_FILE)]
     if not tools.docker_beside:
         out.append((Directory, {"path": LINK_DIR}))
@@ -167,7 +167,8 @@ def rootless_docker() -> None:
     usable = tools is not None and tools.script_dir is not None
 
     for user in gone:
-        _uninstall(user, bin_dir(tools) if usable else None)
+        _uninstall(user, bin_dir(tools) if usable else None,
+                   f"{tools.script_dir}/{SETUPTOOL}" if usable else None)
 
     files.directory(name="/etc/swarmlab", path="/etc/swarmlab", mode="0755")
     files.put(
@@ -219,10 +220,10 @@ def rootless_docker() -> None:
         users=wanted,
     )
     for user in wanted:
-        _install(spec, user, path, driver)
+        _install(spec, user, path, driver, f"{tools.script_dir}/{SETUPTOOL}")
 
 
-def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
+def _install(spec: LabSpec, user: str, path: str, driver: str, setuptool: str) -> None:
     existing = host.get_fact(Users).get(user)
     home = existing["home"] if existing else f"/home/{user}"
     group = existing["group"] if existing else user
@@ -241,16 +242,18 @@ def _install(spec: LabSpec, user: str, path: str, driver: str) -> None:
     config = rootless_daemon_config(spec, driver)
     render(f"{user}: ~/.config/docker/daemon.json", "daemon.json.j2",
            f"{home}/.config/docker/daemon.json", user=user, group=group, config=config)
-    rootless_install(name=f"{user}: install rootless Docker", user=user, path=path)
+    rootless_install(name=f"{user}: install rootless Docker", user=user, path=path,
+                     setuptool=setuptool)
     rootless_uses_daemon_json(name=f"{user}: daemon runs with its daemon.json and unit", user=user,
                               config=config)
     rootless_running(name=f"{user}: docker.service enabled and running", user=user)
     rootless_context(name=f"{user}: docker context {CONTEXT}", user=user)
 
 
-def _uninstall(user: str, path: str | None) -> None:
+def _uninstall(user: str, path: str | None, setuptool: str | None) -> None:
     home = (host.get_fact(Users).get(user) or {}).get("home", f"/home/{user}")
-    rootless_uninstall(name=f"{user}: uninstall rootless Docker", user=user, path=path)
+    rootless_uninstall(name=f"{user}: uninstall rootless Docker", user=user, path=path,
+                       setuptool=setuptool)
     files.file(name=f"{user}: no rootless daemon.json", path=f"{home}/.config/docker/daemon.json",
                present=False)
     linger(name=f"{user}: not lingering", user=user, enabled=False)

@@ -13,6 +13,7 @@ import shlex
 
 from pyinfra import host, logger, state
 from pyinfra.api import FactBase, operation
+from pyinfra.facts.files import File
 
 from swarmlab.provision.docker import running_drift
 from swarmlab.provision.rootless.hosttraits import key_values
@@ -102,16 +103,11 @@ def rootless_drift(config: dict, user: dict) -> list[str]:
     return out
 
 
-class PathTest(FactBase):
-    """True when `test <flag> path` holds on the host."""
-
-    default = bool
-
-    def command(self, path: str, flag: str = "-e") -> str:
-        return f"test {flag} {shlex.quote(path)} && echo yes || true"
-
-    def process(self, output):
-        return bool(output) and output[0].strip() == "yes"
+def executable(path: str) -> bool:
+    """True when `path` is a regular file with an execute bit (pyinfra's `files.File` fact;
+    a link reads as not a file: pass the link's target)."""
+    info = host.get_fact(File, path=path)
+    return bool(info) and int(str(info["mode"]), 8) & 0o111 != 0
 
 
 
@@ -124,13 +120,14 @@ def linger(user: str, enabled: bool = True):
 
 
 @operation()
-def rootless_install(user: str, path: str):
+def rootless_install(user: str, path: str, setuptool: str):
     """First install: the setuptool where it exists (checks, start, enable, context), else
-    systemctl. The unit file is already in place; the setuptool keeps it."""
+    systemctl. The unit file is already in place; the setuptool keeps it. `path`: where the
+    unit runs the scripts from; `setuptool`: the setuptool's real file."""
     if host.get_fact(RootlessUser, user=user).get("enabled"):
         return
     yield user_manager(user)
-    if host.get_fact(PathTest, path=f"{path}/{SETUPTOOL}", flag="-x"):
+    if executable(setuptool):
         # --skip-iptables only skips the setuptool's ip_tables module check, which misses a
         # built-in module and iptables-nft; the daemon's flags come from swarmlab's unit.
         yield as_user(user, f"systemctl --user daemon-reload && {SETUPTOOL} install --force "
@@ -181,7 +178,7 @@ def rootless_context(user: str):
 
 
 @operation()
-def rootless_uninstall(user: str, path: str | None):
+def rootless_uninstall(user: str, path: str | None, setuptool: str | None):
     """Stop, disable and remove the user's daemon unit (setuptool uninstall where shipped) and
     the rootless context. The data in ~/.local/share/docker stays."""
     info = host.get_fact(RootlessUser, user=user)
@@ -190,7 +187,7 @@ def rootless_uninstall(user: str, path: str | None):
     home = info["home"]
     if info.get("unit_file") or info.get("enabled") or info.get("active") == "active":
         yield user_manager(user)
-        if path and host.get_fact(PathTest, path=f"{path}/{SETUPTOOL}", flag="-x"):
+        if path and setuptool and executable(setuptool):
             yield as_user(user, f"{SETUPTOOL} uninstall --force --skip-iptables", path=path)
         yield as_user(user, shell_line(f"systemctl --user disable --now {UNIT} 2>/dev/null; rm -f",
                                  q(f"{home}/.config/systemd/user/{UNIT}"),
