@@ -137,6 +137,7 @@ def swarm_options(is_first: bool):
     """On the first manager: the spec's swarm options (`docker swarm update` when one differs),
     the unlock key saved once (and after a change or rotation)."""
     if not is_first:
+        host.noop("not the first manager")
         return
     from swarmlab.provision.context import lab_spec
 
@@ -149,6 +150,8 @@ def swarm_options(is_first: bool):
         # --autolock=true prints the key: its stdout never reaches pyinfra's output
         yield argv("docker", "swarm", "update", *args) + " >/dev/null"
     if not spec.swarm.autolock:
+        if not args:
+            host.noop("swarm options as the spec says (no autolock)")
         return
     rotate = spec.swarm.rotate_unlock_key and active
     if rotate:

@@ -71,6 +71,8 @@ def ufw_enabled():
         yield _ufw("default", "deny", "incoming")
     if not status.get("active"):
         yield _ufw("--force", "enable")
+    elif status.get("input_policy") in (None, "DROP"):
+        host.noop("ufw is active and denies incoming packets")
 
 
 @operation()

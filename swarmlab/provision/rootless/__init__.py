@@ -122,6 +122,8 @@ def not_in_docker_group(user: str):
             logger.warning(f"{host.print_prefix}{user} is a rootless user and not in docker.users: "
                            "removing it from the docker group")
         yield argv("gpasswd", "-d", user, "docker")
+    else:
+        host.noop(f"{user} is not in the docker group")
 
 
 # --- the deploy ---------------------------------------------------------------------------

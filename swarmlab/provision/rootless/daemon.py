@@ -115,8 +115,10 @@ def executable(path: str) -> bool:
 def linger(user: str, enabled: bool = True):
     """`loginctl enable-linger` (or disable) unless the user already is (not) lingering."""
     info = host.get_fact(RootlessUser, user=user)
-    if bool(info.get("linger")) != enabled:
-        yield argv("loginctl", "enable-linger" if enabled else "disable-linger", user)
+    if bool(info.get("linger")) == enabled:
+        host.noop(f"{user} is {'' if enabled else 'not '}lingering")
+        return
+    yield argv("loginctl", "enable-linger" if enabled else "disable-linger", user)
 
 
 @operation()
@@ -125,6 +127,7 @@ def rootless_install(user: str, path: str, setuptool: str):
     systemctl. The unit file is already in place; the setuptool keeps it. `path`: where the
     unit runs the scripts from; `setuptool`: the setuptool's real file."""
     if host.get_fact(RootlessUser, user=user).get("enabled"):
+        host.noop(f"{user}'s {UNIT} is installed and enabled")
         return
     yield user_manager(user)
     if executable(setuptool):
@@ -164,17 +167,21 @@ def rootless_running(user: str):
         cmds.append(f"systemctl --user enable {UNIT}")
     if info.get("active") != "active":
         cmds.append(f"systemctl --user start {UNIT}")
-    if cmds:
-        yield user_manager(user)
-        yield as_user(user, " && ".join(cmds))
+    if not cmds:
+        host.noop(f"{user}'s {UNIT} is enabled and active")
+        return
+    yield user_manager(user)
+    yield as_user(user, " && ".join(cmds))
 
 
 @operation()
 def rootless_context(user: str):
     """`docker context create rootless` for the user's daemon unless the context exists."""
-    if not host.get_fact(RootlessUser, user=user).get("context"):
-        yield as_user(user, f"docker context create {CONTEXT} --description 'Rootless mode' "
-                            "--docker host=unix:///run/user/$(id -u)/docker.sock")
+    if host.get_fact(RootlessUser, user=user).get("context"):
+        host.noop(f"{user} has the {CONTEXT} context")
+        return
+    yield as_user(user, f"docker context create {CONTEXT} --description 'Rootless mode' "
+                        "--docker host=unix:///run/user/$(id -u)/docker.sock")
 
 
 @operation()
@@ -183,6 +190,7 @@ def rootless_uninstall(user: str, path: str | None, setuptool: str | None):
     the rootless context. The data in ~/.local/share/docker stays."""
     info = host.get_fact(RootlessUser, user=user)
     if not info:
+        host.noop(f"no user {user}: nothing to uninstall")
         return
     home = info["home"]
     if info.get("unit_file") or info.get("enabled") or info.get("active") == "active":

@@ -63,6 +63,8 @@ def subid_range(user: str, path: str):
     entries = parse_subids(host.get_fact(FileContents, path=path))
     owners = {user} | ({str(uid)} if uid is not None else set())
     start = allocate_subids(entries, owners)
-    if start is not None:
-        yield shell_line("echo", q(f"{user}:{start}:{SUBID_COUNT}"), ">>", q(path))
+    if start is None:
+        host.noop(f"{user} has a range of {SUBID_COUNT} ids in {path}")
+        return
+    yield shell_line("echo", q(f"{user}:{start}:{SUBID_COUNT}"), ">>", q(path))
 
