@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pyinfra import host, logger, state
 from pyinfra.api import operation
+from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebArch
-from pyinfra.facts.files import Directory
+from pyinfra.facts.files import Directory, File
 from pyinfra.operations import apt, files, server, systemd
 
 from swarmlab.distros import (
@@ -25,6 +26,7 @@ from swarmlab.provision.prefetch import file_facts, service_facts, user_facts
 from swarmlab.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_SOURCES_NAME = "docker"  # /etc/apt/sources.list.d/docker.sources
 DOCKER_UNITS = ("docker.socket", "docker.service")
 
 
@@ -90,13 +92,16 @@ def docker_uses_daemon_json(config: dict):
         host.noop("dockerd runs with daemon.json")
 
 
-def docker_facts(spec: LabSpec) -> list[Request]:
+def docker_facts(spec: LabSpec, node: NodeSpec) -> list[Request]:
     """What this step reads on a node (declared for the lab's fact batch)."""
     out: list[Request] = [(Directory, {"path": "/etc/docker"}), *file_facts(DAEMON_JSON),
                           (UnitActiveState, {"units": list(DOCKER_UNITS)}),
                           *service_facts("docker.service"), (DockerDaemonState, {})]
     for user in spec.docker.users:
         out += user_facts(f"/home/{user}")
+    if spec.docker_source(node) == "official":  # Docker's repository, its key and the arch
+        out += [(AptSources, {}), (DebArch, {}), (Directory, {"path": "/etc/apt/keyrings"}),
+                (File, {"path": DOCKER_KEYRING})]
     return out
 
 
@@ -159,15 +164,15 @@ def _docker_apt_repo(distro: Distro) -> None:
         mode="0644",
     )
     arch = host.get_fact(DebArch) or "amd64"
-    repo = files.template(
+    # pyinfra's deb822 source: written unless apt already lists this exact repository
+    repo = apt.sources_file(
         name="Docker's apt repository",
-        src=template("docker.sources.j2"),
-        dest="/etc/apt/sources.list.d/docker.sources",
-        mode="0644",
-        repo_url=DOCKER_APT_REPO.format(os_id=distro.os_id),
-        codename=distro.codename,
-        arch=arch,
-        keyring=DOCKER_KEYRING,
+        filename=DOCKER_SOURCES_NAME,
+        uris=DOCKER_APT_REPO.format(os_id=distro.os_id),
+        suites=distro.codename,
+        components="stable",
+        architectures=arch,
+        signed_by=DOCKER_KEYRING,
     )
     apt.update(name="apt update for Docker's repository", _if=repo.did_change)
 

@@ -69,7 +69,7 @@ def lab_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
         *package_facts(distro),
         *kernel.kernel_facts(),
         *network.network_facts(spec, node, distro),
-        *docker.docker_facts(spec),
+        *docker.docker_facts(spec, node),
         *tls.tls_facts(spec),
         *rootless.rootless_facts(spec, node, distro),
         *firewall.firewall_facts(spec, distro),
