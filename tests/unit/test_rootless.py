@@ -376,3 +376,29 @@ def test_rootless_restart_is_decided_from_the_running_daemon():
     ok = run_deploy(rootless_docker, LOCAL, "node1", {RootlessUser: FactFn(lambda user: same),
                                                        **rootless_scripts(), RootlessHost: {"container": "docker"}})
     assert ok.op(name).commands == []
+
+
+def test_rootless_unit_enabled_and_running_through_pyinfras_user_mode_systemd():
+    from deployfakes import run_deploy
+    from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+    from swarmlab.provision.rootless import RootlessHost, rootless_docker
+
+    name = "alice: docker.service enabled and running"
+    base = {RootlessHost: {"container": "docker"}, **rootless_scripts()}
+    stopped = run_deploy(rootless_docker, LOCAL, "node1", {
+        **base, SystemdStatus: {"docker.service": False}, SystemdEnabled: {"docker.service": True}})
+    assert stopped.op(name).commands == [
+        "systemctl --user --machine=alice@.host start docker.service"]
+    up = run_deploy(rootless_docker, LOCAL, "node1", {
+        **base, SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}})
+    assert up.op(name).commands == []
+    # the facts it reads are in the lab's batch (no command of their own on a no-change run)
+    from swarmlab.distros import DISTROS
+    from swarmlab.provision.rootless import rootless_facts
+
+    spec = load_spec(LOCAL)
+    declared = rootless_facts(spec, spec.node("node1"), DISTROS["debian-13"])
+    for fact in (SystemdStatus, SystemdEnabled):
+        assert (fact, {"user_mode": True, "machine": None, "user_name": "alice",
+                       "services": ["docker.service"]}) in declared

@@ -25,14 +25,20 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Users
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 
 from swarmlab.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
 from swarmlab.provision.context import checked_distro, lab_node, lab_spec, render, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
 from swarmlab.provision.packages import install_packages
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, sysctl_facts, user_facts
+from swarmlab.provision.prefetch import (
+    declare_lab_facts,
+    file_facts,
+    service_facts,
+    sysctl_facts,
+    user_facts,
+)
 from swarmlab.provision.rootless.daemon import (
     CONTEXT,
     SCRIPT,
@@ -44,7 +50,6 @@ from swarmlab.provision.rootless.daemon import (
     rootless_context,
     rootless_daemon_config,
     rootless_install,
-    rootless_running,
     rootless_uninstall,
     rootless_uses_daemon_json,
 )
@@ -145,7 +150,7 @@ def rootless_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Reques
     out += [(FileContents, {"path": path}) for path in SUBID_FILES]
     for user in wanted:
         home = f"/home/{user}"
-        out += [*user_facts(home), (RootlessUser, {"user": user}),
+        out += [*user_facts(home), (RootlessUser, {"user": user}), *service_facts(UNIT, user),
                 *file_facts(f"{home}/.config/systemd/user/{UNIT}"),
                 *file_facts(f"{home}/.config/docker/daemon.json")]
         out += [(Directory, {"path": f"{home}/{sub}"}) for sub in USER_DIRS]
@@ -248,7 +253,10 @@ def _install(spec: LabSpec, user: str, path: str, driver: str, setuptool: str) -
                      setuptool=setuptool)
     rootless_uses_daemon_json(name=f"{user}: daemon runs with its daemon.json and unit", user=user,
                               config=config)
-    rootless_running(name=f"{user}: docker.service enabled and running", user=user)
+    # pyinfra's user-mode systemd (systemctl --user --machine=USER@.host starts the user's
+    # manager when it is down); its SystemdStatus/SystemdEnabled facts are in the batch
+    systemd.service(name=f"{user}: docker.service enabled and running", service=UNIT,
+                    running=True, enabled=True, user_mode=True, user_name=user)
     rootless_context(name=f"{user}: docker context {CONTEXT}", user=user)
 
 

@@ -3,7 +3,9 @@ and the `rootless` CLI context.
 
 Hand-written: linger (pyinfra has no loginctl operation), the setuptool install, the context,
 and the running-daemon check (RootlessUser reads the unit's state and the daemon's `docker info`
-in the batch, so the drift repair needs no extra command).
+in the batch, so the drift repair needs no extra command); the restart after a drift stays ours
+(pyinfra's `systemd.service(restarted=True)` restarts on every run). "Enabled and running" is
+pyinfra's `systemd.service(user_mode=True, user_name=...)` (the deploy, in __init__).
 """
 
 from __future__ import annotations
@@ -156,22 +158,6 @@ def rootless_uses_daemon_json(user: str, config: dict):
         logger.info(f"{host.print_prefix}restarting {user}'s rootless docker: {'; '.join(drift)}")
     yield user_manager(user)
     yield as_user(user, f"systemctl --user daemon-reload && systemctl --user restart {UNIT}")
-
-
-@operation()
-def rootless_running(user: str):
-    """The user's docker.service enabled and active."""
-    info = host.get_fact(RootlessUser, user=user)
-    cmds = []
-    if not info.get("enabled"):
-        cmds.append(f"systemctl --user enable {UNIT}")
-    if info.get("active") != "active":
-        cmds.append(f"systemctl --user start {UNIT}")
-    if not cmds:
-        host.noop(f"{user}'s {UNIT} is enabled and active")
-        return
-    yield user_manager(user)
-    yield as_user(user, " && ".join(cmds))
 
 
 @operation()
