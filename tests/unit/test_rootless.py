@@ -346,7 +346,7 @@ def test_rootless_daemon_restarts_when_it_runs_with_other_settings_than_its_file
     from swarmlab.provision.rootless.daemon import RootlessUser, rootless_drift
 
     config = {"storage-driver": "vfs", "log-driver": "local"}
-    out = ("uid=1001\nhome=/home/alice\nactive=active\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"
+    out = ("uid=1001\nhome=/home/alice\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"
            'info={"Driver": "vfs", "LoggingDriver": "local"}\n')
     user = RootlessUser().process(out.splitlines())
     assert user["info"] == {"Driver": "vfs", "LoggingDriver": "local"} and user["started"] == 200

@@ -54,7 +54,7 @@ def user_manager(user: str) -> str:
 
 class RootlessUser(FactBase):
     """One user's rootless Docker state ({} when the user does not exist): lingering, unit
-    file, enabled/active, the `rootless` context, and the running daemon beside its files
+    file, enabled (the wants link), the `rootless` context, and the running daemon beside its files
     (`docker info` over the user's socket as "info", the unit's start time, the mtimes of
     ~/.config/docker/daemon.json and of the unit file; epoch seconds)."""
 
@@ -70,8 +70,6 @@ class RootlessUser(FactBase):
             f"[ -f /var/lib/systemd/linger/{u} ] && echo linger=1; "
             f'[ -f "$home/.config/systemd/user/{UNIT}" ] && echo unit_file=1; '
             f'[ -e "$home/.config/systemd/user/default.target.wants/{UNIT}" ] && echo enabled=1; '
-            f'[ -S "/run/user/$uid/bus" ] && echo active=$(cd / && sudo -u {u} env {bus} '
-            f"systemctl --user is-active {UNIT} 2>/dev/null); "
             f"(cd / && sudo -H -u {u} docker context inspect {CONTEXT} >/dev/null 2>&1) "
             "&& echo context=1; "
             f'echo conf_mtime=$(stat -c %Y "$home/.config/docker/daemon.json" 2>/dev/null); '
@@ -147,7 +145,7 @@ def rootless_uses_daemon_json(user: str, config: dict):
     its daemon.json or unit was written after it started (decided from the running daemon,
     like the rootful one: not from "a file changed in this run")."""
     info = host.get_fact(RootlessUser, user=user)
-    if info.get("active") != "active" or not info.get("info"):
+    if not info.get("info"):  # (whether systemd runs the unit: pyinfra's SystemdStatus)
         host.noop(f"{user}'s daemon does not answer (stopped, or starting): nothing to compare")
         return
     drift = rootless_drift(config, info)
@@ -179,7 +177,7 @@ def rootless_uninstall(user: str, path: str | None, setuptool: str | None):
         host.noop(f"no user {user}: nothing to uninstall")
         return
     home = info["home"]
-    if info.get("unit_file") or info.get("enabled") or info.get("active") == "active":
+    if info.get("unit_file") or info.get("enabled") or info.get("info"):
         yield user_manager(user)
         if path and setuptool and executable(setuptool):
             yield as_user(user, f"{SETUPTOOL} uninstall --force --skip-iptables", path=path)
