@@ -14,11 +14,12 @@ from pyinfra.operations import systemd
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
 from swarmlab.provision.context import lab_deploy, render
 from swarmlab.provision.factcache import Request
-from swarmlab.provision.facts import NftTable, UfwAddedRules, UfwStatus
-from swarmlab.provision.ops import changed, ufw_enabled, ufw_rules
+from swarmlab.provision.facts import NftTable
+from swarmlab.provision.ops import changed
 from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import file_facts, service_facts
 from swarmlab.provision.shell import argv
+from swarmlab.provision.ufw import UfwAddedRules, UfwStatus, ufw_enabled, ufw_rules
 from swarmlab.spec import LabSpec, NodeSpec
 
 NFT_FILE = "/etc/swarmlab/firewall.nft"
