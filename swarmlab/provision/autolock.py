@@ -4,6 +4,8 @@ The unlock key lives on the control machine only (`.state/<lab>/swarm-unlock-key
 It is read with `read_quietly` (never echoed by pyinfra at any verbosity), given to
 `docker swarm unlock` on stdin (never in argv), and commands that would print it have their
 stdout sent to /dev/null.
+
+Hand-written: pyinfra has no swarm operations (`docker swarm update`/`unlock-key`/`unlock`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Docker Engine with the buildx and compose v2 plugins, from Docker's repository or the distro."""
+"""Docker Engine with the buildx and compose v2 plugins, from Docker's repository or the distro.
+
+pyinfra's operations (apt.sources_file, files, systemd.service, server.user) except the restart
+decided from the running daemon against daemon.json (`docker_uses_daemon_json`: pyinfra's
+`systemd.service(restarted=...)` would need a flag from "a file changed in this run", which
+misses a drift made outside the run) and the reset of failed units (pyinfra has none).
+"""
 
 from __future__ import annotations
 

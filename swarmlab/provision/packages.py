@@ -1,4 +1,9 @@
-"""Package installs for both package families (apt with a bounded lock wait, pacman full sync)."""
+"""Package installs for both package families (apt with a bounded lock wait, pacman full sync).
+
+apt: pyinfra's `apt.packages`, called only when a package is missing (with `update=True` alone
+it refreshes stale lists and reports a change on a no-change run). pacman: hand-written, as
+`pacman.packages(update=True)` is a partial upgrade (`-Sy` then `-S`) Arch forbids.
+"""
 
 from __future__ import annotations
 
