@@ -140,8 +140,22 @@ NETWORK_BACKENDS: dict[str, NetworkBackend] = {
         "NetworkManager keyfile for the lab address"),
 }
 
-# How a package family's install steps are named after their kind of transaction.
-PACKAGE_STEP_SUFFIX: dict[str, str] = {"apt": "", "pacman": " (full sync)"}
+@dataclass(frozen=True, kw_only=True)
+class PackageFamily:
+    """How a package family installs (one row of PACKAGE_FAMILIES, keyed by Distro.family)."""
+
+    step_suffix: str  # install steps are named after their kind of transaction
+    # (template, destination) of a setting that makes every package call wait (bounded) for a
+    # lock another process holds, written once before the first install; None: not needed
+    lock_wait: tuple[str, str] | None = None
+
+
+PACKAGE_FAMILIES: dict[str, PackageFamily] = {
+    "apt": PackageFamily(step_suffix="",
+                         lock_wait=("apt-lock-timeout.conf",
+                                    "/etc/apt/apt.conf.d/90swarmlab-lock-timeout")),
+    "pacman": PackageFamily(step_suffix=" (full sync)"),
+}
 
 FIREWALL_PACKAGES: dict[str, tuple[str, ...]] = {
     "ufw": ("ufw",),

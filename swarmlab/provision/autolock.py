@@ -4,6 +4,8 @@ The unlock key lives on the control machine only (`.state/<lab>/swarm-unlock-key
 It is read with `read_quietly` (never echoed by pyinfra at any verbosity), given to
 `docker swarm unlock` on stdin (never in argv), and commands that would print it have their
 stdout sent to /dev/null.
+
+Hand-written: pyinfra has no swarm operations (`docker swarm update`/`unlock-key`/`unlock`).
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def swarm_options(is_first: bool):
     """On the first manager: the spec's swarm options (`docker swarm update` when one differs),
     the unlock key saved once (and after a change or rotation)."""
     if not is_first:
+        host.noop("not the first manager")
         return
     from swarmlab.provision.context import lab_spec
 
@@ -149,6 +152,8 @@ def swarm_options(is_first: bool):
         # --autolock=true prints the key: its stdout never reaches pyinfra's output
         yield argv("docker", "swarm", "update", *args) + " >/dev/null"
     if not spec.swarm.autolock:
+        if not args:
+            host.noop("swarm options as the spec says (no autolock)")
         return
     rotate = spec.swarm.rotate_unlock_key and active
     if rotate:

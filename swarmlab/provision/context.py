@@ -1,16 +1,23 @@
-"""The spec and node a deploy runs for, read from the inventory's host data."""
+"""The spec and node a deploy runs for (from the inventory's host data), the host's distro and
+the distro check every deploy starts with."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.context import ctx_state
 from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import files
 
-from swarmlab.distros import Distro, distro_from_os_release
+from swarmlab.distros import DISTROS, Distro, distro_from_os_release
+from swarmlab.provision.ops import fail
 from swarmlab.shipped import shipped
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
 
@@ -54,3 +61,50 @@ def host_distro() -> Distro | None:
             meta.get("ID", ""), meta.get("VERSION_ID", ""), meta.get("VERSION_CODENAME", "")
         )
     return known[host.name]
+
+
+def checked_distro() -> Distro | None:
+    """The host's distro if supported and as the spec says; else fail the host and None."""
+    node = lab_node()
+    distro = host_distro()
+    if distro is None:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: unsupported OS (not one of {', '.join(DISTROS)}); "
+            "swarmlab cannot provision it",
+        )
+        return None
+    if distro.key != node.distro:
+        fail(
+            name="Check the distro",
+            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
+            f"{distro.key}; fix nodes[].distro in the spec",
+        )
+        return None
+    return distro
+
+
+def lab_deploy(title: str) -> Callable[[Callable[[LabSpec, NodeSpec, Distro], None]], Callable]:
+    """`@deploy(title)` for a sub-deploy: it declares the lab's facts (one batch per node),
+    checks the distro (the host fails when it is wrong) and calls the function with the spec,
+    this node and its distro."""
+
+    def wrap(fn: Callable[[LabSpec, NodeSpec, Distro], None]) -> Callable:
+        @deploy(title)
+        @functools.wraps(fn)
+        def run() -> None:
+            from swarmlab.provision.prefetch import declare_lab_facts
+
+            declare_lab_facts()
+            distro = checked_distro()
+            if distro is not None:
+                fn(lab_spec(), lab_node(), distro)
+
+        return run
+
+    return wrap
+
+
+def render(name: str, src: str, dest: str, mode: str = "0644", **options) -> OperationMeta:
+    """`files.template` of one of swarmlab's templates (`options`: owner and template data)."""
+    return files.template(name=name, src=template(src), dest=dest, mode=mode, **options)

@@ -1,11 +1,18 @@
-"""Docker Engine with the buildx and compose v2 plugins, from Docker's repository or the distro."""
+"""Docker Engine with the buildx and compose v2 plugins, from Docker's repository or the distro.
+
+pyinfra's operations (apt.sources_file, files, systemd.service, server.user) except the restart
+decided from the running daemon against daemon.json (`docker_uses_daemon_json`: pyinfra's
+`systemd.service(restarted=...)` would need a flag from "a file changed in this run", which
+misses a drift made outside the run) and the reset of failed units (pyinfra has none).
+"""
 
 from __future__ import annotations
 
 from pyinfra import host, logger, state
-from pyinfra.api import deploy, operation
+from pyinfra.api import operation
+from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebArch
-from pyinfra.facts.files import Directory
+from pyinfra.facts.files import Directory, File
 from pyinfra.operations import apt, files, server, systemd
 
 from swarmlab.distros import (
@@ -13,18 +20,19 @@ from swarmlab.distros import (
     DOCKER_APT_REPO,
     DOCKER_KEYRING,
     DOCKER_PACKAGES,
-    PACKAGE_STEP_SUFFIX,
+    PACKAGE_FAMILIES,
     Distro,
 )
-from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
-from swarmlab.provision.packages import checked_distro, install_packages
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts, user_facts
-from swarmlab.spec import HARDENED_DAEMON, LabSpec
+from swarmlab.provision.packages import install_packages
+from swarmlab.provision.prefetch import file_facts, service_facts, user_facts
+from swarmlab.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_SOURCES_NAME = "docker"  # /etc/apt/sources.list.d/docker.sources
 DOCKER_UNITS = ("docker.socket", "docker.service")
 
 
@@ -90,24 +98,22 @@ def docker_uses_daemon_json(config: dict):
         host.noop("dockerd runs with daemon.json")
 
 
-def docker_facts(spec: LabSpec) -> list[Request]:
+def docker_facts(spec: LabSpec, node: NodeSpec) -> list[Request]:
     """What this step reads on a node (declared for the lab's fact batch)."""
     out: list[Request] = [(Directory, {"path": "/etc/docker"}), *file_facts(DAEMON_JSON),
                           (UnitActiveState, {"units": list(DOCKER_UNITS)}),
                           *service_facts("docker.service"), (DockerDaemonState, {})]
     for user in spec.docker.users:
         out += user_facts(f"/home/{user}")
+    if spec.docker_source(node) == "official":  # Docker's repository, its key and the arch
+        out += [(AptSources, {}), (DebArch, {}), (Directory, {"path": "/etc/apt/keyrings"}),
+                (File, {"path": DOCKER_KEYRING})]
     return out
 
 
-@deploy("Docker Engine")
-def install_docker() -> None:
-    declare_lab_facts()
-    spec = lab_spec()
-    distro = checked_distro()
-    if distro is None:
-        return
-    source = spec.docker_source(lab_node())
+@lab_deploy("Docker Engine")
+def install_docker(spec: LabSpec, node: NodeSpec, distro: Distro) -> None:
+    source = spec.docker_source(node)
     pkgs = DOCKER_PACKAGES.get((distro.key, source))
     if pkgs is None or pkgs.missing:
         gaps = "; ".join(pkgs.missing.values()) if pkgs else f"no {source!r} packages"
@@ -125,7 +131,7 @@ def install_docker() -> None:
     if source == "official":
         _docker_apt_repo(distro)
     install_packages(
-        "Docker packages" + PACKAGE_STEP_SUFFIX[distro.family],
+        "Docker packages" + PACKAGE_FAMILIES[distro.family].step_suffix,
         _pinned(pkgs.install, spec.docker.version),
         distro,
     )
@@ -164,15 +170,15 @@ def _docker_apt_repo(distro: Distro) -> None:
         mode="0644",
     )
     arch = host.get_fact(DebArch) or "amd64"
-    repo = files.template(
+    # pyinfra's deb822 source: written unless apt already lists this exact repository
+    repo = apt.sources_file(
         name="Docker's apt repository",
-        src=template("docker.sources.j2"),
-        dest="/etc/apt/sources.list.d/docker.sources",
-        mode="0644",
-        repo_url=DOCKER_APT_REPO.format(os_id=distro.os_id),
-        codename=distro.codename,
-        arch=arch,
-        keyring=DOCKER_KEYRING,
+        filename=DOCKER_SOURCES_NAME,
+        uris=DOCKER_APT_REPO.format(os_id=distro.os_id),
+        suites=distro.codename,
+        components="stable",
+        architectures=arch,
+        signed_by=DOCKER_KEYRING,
     )
     apt.update(name="apt update for Docker's repository", _if=repo.did_change)
 

@@ -9,43 +9,6 @@ from pyinfra.api import FactBase
 from pyinfra.api.facts import ShortFactBase
 from pyinfra.facts.docker import DockerNetworks
 
-
-class UfwAddedRules(FactBase):
-    """Rules ufw has been told to add (works while ufw is inactive), without `ufw `."""
-
-    def requires_command(self, *args, **kwargs) -> str:
-        return "ufw"
-
-    default = list
-
-    def command(self) -> str:
-        return "ufw show added"
-
-    def process(self, output):
-        return [line[4:].strip() for line in output if line.startswith("ufw ")]
-
-
-class UfwStatus(FactBase):
-    """{"active": bool, "input_policy": "DROP" | "ACCEPT" | "REJECT" | None}: whether ufw is
-    active, and its default incoming policy (from /etc/default/ufw, set while inactive too)."""
-
-    def requires_command(self, *args, **kwargs) -> str:
-        return "ufw"
-
-    default = dict
-
-    def command(self) -> str:
-        return "ufw status; grep -h '^DEFAULT_INPUT_POLICY=' /etc/default/ufw 2>/dev/null; true"
-
-    def process(self, output):
-        policy = None
-        for line in output:
-            if line.startswith("DEFAULT_INPUT_POLICY="):
-                policy = line.split("=", 1)[1].strip().strip('"') or None
-        return {"active": any(line.strip() == "Status: active" for line in output),
-                "input_policy": policy}
-
-
 # module -> a test that is true when the feature is in the running kernel (loaded or built in)
 KERNEL_MARKERS: dict[str, str] = {
     "overlay": "grep -qw overlay /proc/filesystems",

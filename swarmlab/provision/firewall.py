@@ -7,19 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api import deploy, operation
+from pyinfra.api import operation
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 
 from swarmlab.distros import FIREWALL_PACKAGES, Distro
-from swarmlab.provision.context import lab_spec, template
+from swarmlab.provision.context import lab_deploy, render
 from swarmlab.provision.factcache import Request
-from swarmlab.provision.facts import NftTable, UfwAddedRules, UfwStatus
-from swarmlab.provision.ops import changed, ufw_enabled, ufw_rules
-from swarmlab.provision.packages import checked_distro, install_packages
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
+from swarmlab.provision.facts import NftTable
+from swarmlab.provision.ops import changed
+from swarmlab.provision.packages import install_packages
+from swarmlab.provision.prefetch import file_facts, service_facts
 from swarmlab.provision.shell import argv
-from swarmlab.spec import LabSpec
+from swarmlab.provision.ufw import UfwAddedRules, UfwStatus, ufw_enabled, ufw_rules
+from swarmlab.spec import LabSpec, NodeSpec
 
 NFT_FILE = "/etc/swarmlab/firewall.nft"
 FIREWALL_UNIT = "/etc/systemd/system/swarmlab-firewall.service"
@@ -107,13 +108,8 @@ def firewall_facts(spec: LabSpec, distro: Distro) -> list[Request]:
     return []
 
 
-@deploy("Swarm firewall")
-def swarm_firewall() -> None:
-    declare_lab_facts()
-    spec = lab_spec()
-    distro = checked_distro()
-    if distro is None:
-        return
+@lab_deploy("Swarm firewall")
+def swarm_firewall(spec: LabSpec, _node: NodeSpec, distro: Distro) -> None:
     backend = backend_for(spec, distro)
     if backend == "none":
         return
@@ -128,21 +124,10 @@ def swarm_firewall() -> None:
                   rules=[rule.ufw() for rule in rules], owned=owned_ports(spec))
         ufw_enabled(name="ufw enabled")
     else:
-        conf = files.template(
-            name="nftables swarm table",
-            src=template("firewall.nft.j2"),
-            dest=NFT_FILE,
-            mode="0600",
-            rules=rules,
-            subnet=spec.network.subnet,
-        )
-        unit = files.template(
-            name="swarm table loaded at boot",
-            src=template("swarmlab-firewall.service.j2"),
-            dest=FIREWALL_UNIT,
-            mode="0644",
-            nft_file=NFT_FILE,
-        )
+        conf = render("nftables swarm table", "firewall.nft.j2", NFT_FILE, mode="0600",
+                      rules=rules, subnet=spec.network.subnet)
+        unit = render("swarm table loaded at boot", "swarmlab-firewall.service.j2", FIREWALL_UNIT,
+                      nft_file=NFT_FILE)
         nft_table_loaded(name="load the swarm table", path=NFT_FILE,
                          expected=nft_expected_lines(rules), file_op=conf)
         # not nftables.service: the distro's stock ruleset would drop swarm and forwarded traffic

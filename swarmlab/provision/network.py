@@ -9,17 +9,17 @@ import shlex
 import socket
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, deploy, operation
+from pyinfra.api import FactBase, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
 from swarmlab.distros import NETWORK_BACKENDS, NETWORK_PACKAGES, Distro
-from swarmlab.provision.context import lab_node, lab_spec, template
+from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
-from swarmlab.provision.packages import checked_distro, install_packages
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, service_facts
+from swarmlab.provision.packages import install_packages
+from swarmlab.provision.prefetch import file_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, NodeSpec
 
@@ -92,14 +92,8 @@ def network_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request
     return out
 
 
-@deploy("Lab network")
-def static_address() -> None:
-    declare_lab_facts()
-    spec = lab_spec()
-    node = lab_node()
-    distro = checked_distro()
-    if distro is None:
-        return
+@lab_deploy("Lab network")
+def static_address(spec: LabSpec, node: NodeSpec, distro: Distro) -> None:
     # every NIC, with its IPv4 addresses (an unconfigured private NIC has none yet)
     addrs = {iface: [] for iface in host.get_fact(NetworkDevices) or {}}
     addrs.update(host.get_fact(Ipv4Addrs) or {})

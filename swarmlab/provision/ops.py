@@ -6,7 +6,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.operation import OperationMeta
 
-from swarmlab.provision.facts import UfwAddedRules, UfwStatus, UnitActiveState
+from swarmlab.provision.facts import UnitActiveState
 from swarmlab.provision.shell import argv
 
 
@@ -19,69 +19,6 @@ def fail(message: str):
         return False
 
     yield FunctionCommand(_fail, (), {})
-
-
-def _ufw(*words: str) -> str:
-    return argv("ufw", *words)
-
-
-def ufw_rule_ports(rule: str) -> set[str]:
-    """Ports (and "esp") a `ufw show added` rule opens or closes: `allow 2377/tcp`,
-    `allow from X to any port 2377 proto tcp`, `allow 7000:8000/udp`, `allow from X proto esp`."""
-    words = rule.split()
-    specs = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "port"]
-    if len(words) >= 2 and words[0] in ("allow", "deny", "reject", "limit") and "from" not in words \
-            and "to" not in words:
-        specs.append(words[-1])
-    out: set[str] = set()
-    for spec in specs:
-        for part in spec.split("/")[0].split(","):
-            low, _, high = part.partition(":")
-            if low.isdigit() and (not high or high.isdigit()):
-                out.update(str(p) for p in range(int(low), int(high or low) + 1) if p <= 65535)
-    if words[-2:] == ["proto", "esp"]:
-        out.add("esp")
-    return out
-
-
-@operation()
-def ufw_rules(rules: list[str], owned: list[str]):
-    """Exactly these ufw rules for the `owned` ports: missing ones added, any other rule that
-    opens or closes an owned port (e.g. `allow 2377/tcp` from anywhere) deleted.
-
-    `rules` as `ufw show added` prints them, without `ufw`. One operation, one read of ufw's
-    rules: ufw is a Python program and slow to start.
-    """
-    added = host.get_fact(UfwAddedRules)
-    extra = [r for r in added if r not in rules and ufw_rule_ports(r) & set(owned)]
-    missing = [r for r in rules if r not in added]
-    for rule in extra:
-        yield _ufw("delete", *rule.split())
-    for rule in missing:
-        yield _ufw(*rule.split())
-    if not extra and not missing:
-        host.noop("ufw has exactly the lab's rules")
-
-
-@operation()
-def ufw_enabled():
-    """ufw active (and at boot), incoming packets denied unless a rule allows them."""
-    status = host.get_fact(UfwStatus)
-    if status.get("input_policy") not in (None, "DROP"):  # None: no /etc/default/ufw to read
-        yield _ufw("default", "deny", "incoming")
-    if not status.get("active"):
-        yield _ufw("--force", "enable")
-
-
-@operation()
-def pacman_sync_install(packages: list[str]):
-    """Install missing packages with a full sync (`-Syu`): Arch/Manjaro forbid partial upgrades."""
-    from pyinfra.facts.pacman import PacmanPackages
-
-    installed = host.get_fact(PacmanPackages)
-    missing = [p for p in packages if p not in installed]
-    if missing:
-        yield argv("pacman", "-Syu", "--noconfirm", "--needed", *missing)
 
 
 @operation()

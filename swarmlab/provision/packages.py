@@ -1,49 +1,56 @@
-"""Package installs for both package families, and the distro check every deploy starts with."""
+"""Package installs for both package families (apt with a bounded lock wait, pacman full sync).
+
+apt: pyinfra's `apt.packages`, called only when a package is missing (with `update=True` alone
+it refreshes stale lists and reports a change on a no-change run). pacman: hand-written, as
+`pacman.packages(update=True)` is a partial upgrade (`-Sy` then `-S`) Arch forbids.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
 from pyinfra import host
-from pyinfra.api import deploy, operation
+from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import ctx_state
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.operations import apt, files
 
-from swarmlab.distros import DISTROS, Distro
-from swarmlab.provision.context import host_distro, lab_node, template
-from swarmlab.provision.ops import fail, pacman_sync_install
+from swarmlab.distros import PACKAGE_FAMILIES, Distro
+from swarmlab.provision.context import template
+from swarmlab.provision.shell import argv
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
-APT_LOCK_FILE = "/etc/apt/apt.conf.d/90swarmlab-lock-timeout"
 
 
-@deploy("Apt lock wait")
-def apt_lock_wait() -> None:
-    """Make every apt/dpkg call wait (bounded) for a lock held by another process."""
+@deploy("Package lock wait")
+def package_lock_wait(src: str, dest: str) -> None:
+    """Make every package call wait (bounded) for a lock held by another process."""
     files.put(
-        name="apt waits for the dpkg lock (unattended-upgrades, cloud-init)",
-        src=template("apt-lock-timeout.conf"),
-        dest=APT_LOCK_FILE,
+        name="package calls wait for the package lock (unattended-upgrades, cloud-init)",
+        src=template(src),
+        dest=dest,
         mode="0644",
     )
 
 
-# per pyinfra State (weak), the hosts that already got the apt lock setting in this run
+# per pyinfra State (weak), the hosts that already got the lock-wait setting in this run
 _LOCK_WAIT_DECLARED: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def install_packages(name: str, packages: Iterable[str], distro: Distro) -> OperationMeta:
-    """Install what is missing: apt (lists at most APT_CACHE_TIME old) or a pacman full sync."""
-    if distro.family == "apt":
+    """Install what is missing with the family's installer (INSTALLERS), after its lock-wait
+    setting (PACKAGE_FAMILIES) once per host and run."""
+    lock_wait = PACKAGE_FAMILIES[distro.family].lock_wait
+    if lock_wait:
         declared = _LOCK_WAIT_DECLARED.setdefault(ctx_state.get(), set())
-        if host.name not in declared:  # once per host and run, before its first apt call
+        if host.name not in declared:  # once per host and run, before its first install
             declared.add(host.name)
-            apt_lock_wait()
-        return apt_install(name=name, packages=list(packages))
-    return pacman_sync_install(name=name, packages=list(packages))
+            package_lock_wait(*lock_wait)
+    return INSTALLERS[distro.family].install(name=name, packages=list(packages))
 
 
 def missing_debs(packages: list[str], installed: dict[str, list[str]]) -> list[str]:
@@ -72,22 +79,26 @@ def apt_install(packages: list[str]):
                                    no_recommends=True)
 
 
-def checked_distro() -> Distro | None:
-    """The host's distro if supported and as the spec says; else fail the host and None."""
-    node = lab_node()
-    distro = host_distro()
-    if distro is None:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: unsupported OS (not one of {', '.join(DISTROS)}); "
-            "swarmlab cannot provision it",
-        )
-        return None
-    if distro.key != node.distro:
-        fail(
-            name="Check the distro",
-            message=f"{host.name}: the spec says distro {node.distro} but the host runs "
-            f"{distro.key}; fix nodes[].distro in the spec",
-        )
-        return None
-    return distro
+@operation()
+def pacman_sync_install(packages: list[str]):
+    """Install missing packages with a full sync (`-Syu`): Arch/Manjaro forbid partial upgrades."""
+    installed = host.get_fact(PacmanPackages)
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        host.noop(f"installed: {', '.join(packages)}")
+        return
+    yield argv("pacman", "-Syu", "--noconfirm", "--needed", *missing)
+
+
+@dataclass(frozen=True)
+class Installer:
+    """pyinfra's fact of installed packages and swarmlab's install operation for a family."""
+
+    installed: type[FactBase]
+    install: Callable[..., OperationMeta]
+
+
+INSTALLERS: dict[str, Installer] = {
+    "apt": Installer(DebPackages, apt_install),
+    "pacman": Installer(PacmanPackages, pacman_sync_install),
+}

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import posixpath
 
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.hardware import NetworkDevices
-from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.facts.server import Groups, LinuxDistribution, Os, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from swarmlab.distros import DISTROS, Distro
+from swarmlab.distros import DISTROS, PACKAGE_FAMILIES, Distro
 from swarmlab.provision import factcache
 from swarmlab.provision.factcache import Request
 from swarmlab.spec import LabSpec, NodeSpec
@@ -55,11 +53,11 @@ def user_facts(home: str) -> list[Request]:
 
 
 def package_facts(distro: Distro) -> list[Request]:
-    from swarmlab.provision.packages import APT_LOCK_FILE
+    """The family's installed-packages fact and its lock-wait file (PACKAGE_FAMILIES)."""
+    from swarmlab.provision.packages import INSTALLERS
 
-    if distro.family == "apt":
-        return [(DebPackages, {}), *file_facts(APT_LOCK_FILE)]
-    return [(PacmanPackages, {})]
+    lock_wait = PACKAGE_FAMILIES[distro.family].lock_wait
+    return [(INSTALLERS[distro.family].installed, {}), *(file_facts(lock_wait[1]) if lock_wait else [])]
 
 
 def lab_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
@@ -71,7 +69,7 @@ def lab_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
         *package_facts(distro),
         *kernel.kernel_facts(),
         *network.network_facts(spec, node, distro),
-        *docker.docker_facts(spec),
+        *docker.docker_facts(spec, node),
         *tls.tls_facts(spec),
         *rootless.rootless_facts(spec, node, distro),
         *firewall.firewall_facts(spec, distro),

@@ -129,9 +129,11 @@ def label_update_args(wanted: dict[str, str], have: dict[str, str]) -> list[str]
 def swarm_init(is_first: bool, command: str):
     """On the first manager: `docker swarm init` unless it is already active."""
     if not is_first:
+        host.noop("not the first manager: it joins the swarm")
         return
     node_state = from_swarm(host.get_fact(SwarmInfo)).local_node_state
     if node_state == "active":
+        host.noop("the swarm is active")
         return
     if node_state == "locked":  # autolock: unlocked with the saved key, never left
         host.noop("the manager is locked (swarm.autolock): not leaving the swarm")
@@ -146,9 +148,11 @@ def swarm_init(is_first: bool, command: str):
 def swarm_join(role: str | None, ip: str, manager_name: str, manager_ip: str):
     """Join as `role` with a token read from the first manager during this run."""
     if role is None:
+        host.noop("the first manager: it creates the swarm")
         return
     info = from_swarm(host.get_fact(SwarmInfo))
     if info.in_swarm_of(manager_ip):
+        host.noop(f"in the swarm of {manager_ip}")
         return
     node_state = info.local_node_state
     if node_state == "locked":
@@ -222,8 +226,12 @@ def read_quietly(target, command: StringCommand) -> str:
 def swarm_reconcile(is_first: bool):
     """On the first manager: remove stale members, apply spec roles and labels."""
     if not is_first:
+        host.noop("not the first manager")
         return
-    yield from reconcile_commands(lab_spec(), host.get_fact(SwarmNodes))
+    commands = reconcile_commands(lab_spec(), host.get_fact(SwarmNodes))
+    if not commands:
+        host.noop("swarm members, roles and labels as the spec says")
+    yield from commands
 
 
 def overlay_drift(net: dict, subnet: str | None, encrypted: bool, attachable: bool,
@@ -250,6 +258,7 @@ def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | N
     network in place: one that differs is removed and created again (Docker refuses while
     containers or services use it, and the host fails with its message)."""
     if not is_first:
+        host.noop("not the first manager")
         return
     nets = host.get_fact(OverlayNetworks)
     if net_name in nets:
@@ -267,6 +276,7 @@ def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | N
 def ingress_network(is_first: bool):
     """On the first manager: the swarm's ingress network, if someone removed it."""
     if not is_first:
+        host.noop("not the first manager")
         return
     nets = host.get_fact(OverlayNetworks)
     if any((n.get("Ingress") or n["Name"] == "ingress") for n in nets.values()):

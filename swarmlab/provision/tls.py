@@ -5,6 +5,10 @@ both there and in daemon.json: the listener and its TLS flags go into a systemd 
 repeats the unit's own ExecStart with `-H tcp://<ip>:2376 --tlsverify ...` appended. Switching
 `tls` off removes the drop-in and the files; docker restarts whenever the running dockerd's
 arguments differ from what the spec asks, or a file it reads changed.
+
+Hand-written: the drop-in (it repeats the unit's ExecStart, read on the node at run time) and
+the restart decided from the running dockerd's arguments (pyinfra's `systemd.service` restarts
+on a flag, not on a drift); files and directories are pyinfra's.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def swarm_unlocked_after_restart(will_restart: bool):
     with the key from the control machine (stdin, never argv), so the run goes on."""
     spec = lab_spec()
     if not (will_restart and spec.swarm.autolock and lab_node().role == "manager"):
+        host.noop("no autolocked manager restarts here")
         return
 
     def _unlock(state, host) -> bool:

@@ -17,7 +17,7 @@ from swarmlab.provision.facts import KERNEL_MARKERS
 from swarmlab.provision.firewall import backend_for, firewall_rules, nft_expected_lines, owned_ports
 from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
 from swarmlab.provision.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
-from swarmlab.provision.ops import ufw_rule_ports
+from swarmlab.provision.ufw import ufw_rule_ports
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node, require_kernel
 from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict

@@ -245,6 +245,21 @@ def present_dir(path: str, mode: int = 755, user: str = "root", group: str = "ro
                                 "atime": None, "mtime": None, "ctime": None, "size": 4096}}
 
 
+def present_executables(*paths: str) -> dict:
+    """Facts for remote executable files (pyinfra's File fact, mode 755) at each path."""
+    return {(File, path): {"user": "root", "group": "root", "mode": 755, "atime": None,
+                           "mtime": None, "ctime": None, "size": 1024} for path in paths}
+
+
+def rootless_scripts() -> dict:
+    """Docker's rootless scripts installed where every distro's Docker source puts them."""
+    from swarmlab.distros import ROOTLESS_TOOLS
+
+    dirs = {t.script_dir for t in ROOTLESS_TOOLS.values() if t.script_dir}
+    return present_executables(*(f"{d}/{name}" for d in sorted(dirs)
+                                 for name in ("dockerd-rootless.sh", "dockerd-rootless-setuptool.sh")))
+
+
 @dataclass
 class OpResult:
     """One operation as this host would run it."""

@@ -16,6 +16,7 @@ from deployfakes import (
     run_deploy,
     spec_file,
 )
+from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.facts.server import Groups, Users
@@ -133,6 +134,30 @@ def test_unchanged_repository_skips_the_extra_apt_update(tmp_path):
     assert again.op("Docker's apt repository").commands == []
     assert again.op("apt update for Docker's repository").commands == []
     assert again.op("Docker's signing key").commands == []  # not downloaded again
+
+
+def _apt_sources(arch: str) -> str:
+    """AptSources' recorded output: Docker's repository in a deb822 file (another name)."""
+    return ("##PYINFRA_FILE /etc/apt/sources.list.d/download-docker.sources\n"
+            "Types: deb\nURIs: https://download.docker.com/linux/ubuntu\nSuites: noble\n"
+            f"Components: stable\nArchitectures: {arch}\nSigned-By: {KEYRING}\n")
+
+
+def test_repository_apt_already_lists_is_not_written_again(tmp_path):
+    spec = ubuntu_spec(tmp_path, "ubuntu-24.04")
+    run = run_deploy(install_docker, spec, "node1", {
+        DebArch: "amd64", AptSources: recorded(AptSources, _apt_sources("amd64"))})
+    assert run.op("Docker's apt repository").commands == []
+    assert SOURCES not in run.files
+    assert run.op("apt update for Docker's repository").commands == []
+
+
+def test_repository_listed_for_another_architecture_is_written(tmp_path):
+    spec = ubuntu_spec(tmp_path, "ubuntu-24.04")
+    run = run_deploy(install_docker, spec, "node1", {
+        DebArch: "arm64", AptSources: recorded(AptSources, _apt_sources("amd64"))})
+    assert sources_fields(run.files[SOURCES])["Architectures"] == "arm64"
+    assert run.op("apt update for Docker's repository").commands == ["apt-get update"]
 
 
 def test_official_version_pin(tmp_path):

@@ -12,8 +12,9 @@ from pyinfra.facts.server import LinuxDistribution
 from swarmlab.distros import DISTROS
 from swarmlab.provision import factcache
 from swarmlab.provision.factcache import MARK, FactBatch, fact_key
-from swarmlab.provision.facts import DockerDaemonState, KernelModules, SwarmInfo, UfwStatus
+from swarmlab.provision.facts import DockerDaemonState, KernelModules, SwarmInfo
 from swarmlab.provision.prefetch import lab_facts
+from swarmlab.provision.ufw import UfwStatus
 from swarmlab.spec import load_spec
 
 

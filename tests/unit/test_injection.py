@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deployfakes import LOCAL, recorded, run_deploy
+from deployfakes import LOCAL, recorded, rootless_scripts, run_deploy
 from pyinfra.api import deploy
 from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.facts.server import Command, Users
@@ -28,9 +28,9 @@ from swarmlab.provision.docker import install_docker
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.firewall import swarm_firewall
 from swarmlab.provision.kernel import kernel_prerequisites
-from swarmlab.provision.lab import lab_packages
+from swarmlab.provision.lab_packages import lab_packages
 from swarmlab.provision.network import static_address
-from swarmlab.provision.rootless import STATE_FILE, PathTest, rootless_docker
+from swarmlab.provision.rootless import STATE_FILE, rootless_docker
 from swarmlab.provision.shell import argv
 from swarmlab.provision.swarm import form_swarm, reconcile_commands
 from swarmlab.spec import SpecError, load_spec, parse_spec
@@ -171,14 +171,14 @@ def lab_commands(spec_path: Path) -> list[str]:
                        (Command, "docker swarm join-token -q manager"): TOKEN + "\n"}}
     manager = run_deploy(whole_lab, spec_path, "node1", {
         Ipv4Addrs: {"eth0": ["10.77.0.11"]},
-        PathTest: True,  # Docker's rootless scripts are installed
+        **rootless_scripts(),  # Docker's rootless scripts are installed
         SwarmInfo: recorded(SwarmInfo, MANAGER_ACTIVE),
         SwarmNodes: recorded(SwarmNodes, swarm_nodes()),
         OverlayNetworks: {},
     })
     worker = run_deploy(whole_lab, spec_path, "node2", {
         Ipv4Addrs: {"eth0": ["10.77.0.12"]},
-        PathTest: True,
+        **rootless_scripts(),
         SwarmInfo: recorded(SwarmInfo, INACTIVE),
     }, peers=peers)
     assert not manager.failed and not worker.failed

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from swarmlab.distros import DISTROS
-from swarmlab.provision.lab import lab_package_list, lab_packages
+from swarmlab.provision.lab_packages import lab_package_list, lab_packages
 from swarmlab.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]

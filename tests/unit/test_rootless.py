@@ -1,11 +1,11 @@
-"""Rootless Docker (swarmlab/provision/rootless.py): subordinate id allocation, per-distro package
+"""Rootless Docker (swarmlab/provision/rootless/): subordinate id allocation, per-distro package
 and script selection (Ubuntu 24.04 AppArmor, Manjaro), storage driver rule, and the deploy's
 commands offline for a few distros."""
 
 from __future__ import annotations
 
 import pytest
-from deployfakes import LOCAL, VMLAB, run_deploy, spec_file
+from deployfakes import LOCAL, VMLAB, present_executables, rootless_scripts, run_deploy, spec_file
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users
 
@@ -13,7 +13,6 @@ from swarmlab.distros import DISTROS, DOCKER_PACKAGES, rootless_packages, rootle
 from swarmlab.provision.rootless import (
     LINK_DIR,
     STATE_FILE,
-    PathTest,
     RootlessHost,
     RootlessUser,
     allocate_subids,
@@ -213,7 +212,7 @@ def _spec(tmp_path, distro, source, users=("alice",)):
 
 def test_ubuntu_2404_official_writes_the_rootlesskit_apparmor_profile(tmp_path):
     run = run_deploy(rootless_docker, _spec(tmp_path, "ubuntu-24.04", "official"), "node1", {
-        RootlessHost: HOST_VM, PathTest: True})
+        RootlessHost: HOST_VM, **rootless_scripts()})
     assert not run.failed, run.errors
     profile = run.files[OWN]
     assert '"/usr/bin/rootlesskit" flags=(unconfined)' in profile and "userns," in profile
@@ -228,7 +227,7 @@ def test_ubuntu_2404_official_writes_the_rootlesskit_apparmor_profile(tmp_path):
 def test_ubuntu_2404_keeps_the_apparmor_packages_profile(tmp_path):
     facts = dict(HOST_VM, apparmor_covering=["/etc/apparmor.d/rootlesskit"])
     run = run_deploy(rootless_docker, _spec(tmp_path, "ubuntu-24.04", "official"), "node1", {
-        RootlessHost: facts, PathTest: True})
+        RootlessHost: facts, **rootless_scripts()})
     assert not run.failed
     assert OWN not in run.files and not any("apparmor_parser" in c for c in run.commands)
 
@@ -249,10 +248,32 @@ def test_manjaro_without_the_aur_scripts_fails_after_the_packages(tmp_path):
     assert "docker-rootless-extras" in run.errors[-1]
 
 
+def test_a_script_without_execute_bit_counts_as_missing(tmp_path):
+    facts = present_executables("/usr/bin/dockerd-rootless.sh")
+    next(iter(facts.values()))["mode"] = 644
+    run = run_deploy(rootless_docker, _spec(tmp_path, "manjaro", "distro"), "node3", {
+        RootlessHost: dict(HOST_VM, apparmor=""), **facts})
+    assert run.failed
+    assert "/usr/bin/dockerd-rootless.sh is missing" in run.errors[-1]
+
+
+def test_debian_distro_docker_runs_the_setuptool_through_its_link(tmp_path):
+    # docker.io keeps the scripts in contrib/: the setuptool is checked at its real path and
+    # run from the link directory beside the docker CLI
+    tools = rootless_tools("debian-13", "distro")
+    run = run_deploy(rootless_docker, _spec(tmp_path, "debian-13", "distro"), "node1", {
+        RootlessHost: {"container": "docker", "kernel": "6.1.0"},
+        **present_executables(f"{tools.script_dir}/dockerd-rootless.sh",
+                              f"{tools.script_dir}/dockerd-rootless-setuptool.sh")})
+    assert not run.failed, run.errors
+    install = " ".join(run.op("alice: install rootless Docker").commands)
+    assert f"PATH={LINK_DIR}:" in install and "dockerd-rootless-setuptool.sh install" in install
+
+
 def test_manjaro_with_the_scripts_writes_the_unit_and_enables_it(tmp_path):
     run = run_deploy(rootless_docker, _spec(tmp_path, "manjaro", "distro"), "node3", {
         RootlessHost: dict(HOST_VM, apparmor=""),
-        (PathTest, ("-x", "/usr/bin/dockerd-rootless.sh")): True})
+        **present_executables("/usr/bin/dockerd-rootless.sh")})
     assert not run.failed, run.errors
     unit = run.files["/home/alice/.config/systemd/user/docker.service"]
     assert "ExecStart=/usr/bin/dockerd-rootless.sh\n" in unit and "Type=notify" in unit
@@ -265,7 +286,7 @@ def test_container_lab_first_run(tmp_path):
     spec = spec_file(tmp_path, ["debian-13"] * 3, base=LOCAL)
     run = run_deploy(rootless_docker, spec, "node1", {
         RootlessHost: {"container": "docker", "kernel": "6.1.0", "userns_clone": "1"},
-        PathTest: True,
+        **rootless_scripts(),
         (FileContents, "/etc/subuid"): ["lab:100000:65536"],
         (FileContents, "/etc/subgid"): ["lab:100000:65536"],
     })
@@ -293,7 +314,7 @@ def test_removed_user_is_uninstalled(tmp_path):
                                   "unit_file": "1", "enabled": "1", "active": "active",
                                   "context": "1"},
         Users: {"alice": {"home": "/home/alice", "uid": 1001, "group": "alice", "groups": []}},
-        PathTest: True,
+        **rootless_scripts(),
     })
     assert not run.failed, run.errors
     joined = " ".join(run.commands)
@@ -311,7 +332,7 @@ def test_user_in_docker_group_but_not_in_docker_users_is_taken_out(tmp_path):
     users = {"alice": {"home": "/home/alice", "uid": 1001, "group": "alice",
                        "groups": ["docker"], "shell": "/bin/bash"}}
     run = run_deploy(rootless_docker, spec, "node1", {
-        RootlessHost: {"container": "docker", "kernel": "6.1.0"}, PathTest: True, Users: users})
+        RootlessHost: {"container": "docker", "kernel": "6.1.0"}, **rootless_scripts(), Users: users})
     assert "gpasswd -d alice docker" in run.commands
 
 
@@ -322,10 +343,10 @@ def test_no_rootless_users_and_none_before_does_nothing(tmp_path):
 
 
 def test_rootless_daemon_restarts_when_it_runs_with_other_settings_than_its_files():
-    from swarmlab.provision.rootless import RootlessUser, rootless_drift
+    from swarmlab.provision.rootless.daemon import RootlessUser, rootless_drift
 
     config = {"storage-driver": "vfs", "log-driver": "local"}
-    out = ("uid=1001\nhome=/home/alice\nactive=active\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"
+    out = ("uid=1001\nhome=/home/alice\nconf_mtime=100\nunit_mtime=90\nstarted=200\n"
            'info={"Driver": "vfs", "LoggingDriver": "local"}\n')
     user = RootlessUser().process(out.splitlines())
     assert user["info"] == {"Driver": "vfs", "LoggingDriver": "local"} and user["started"] == 200
@@ -341,7 +362,7 @@ def test_rootless_daemon_restarts_when_it_runs_with_other_settings_than_its_file
 def test_rootless_restart_is_decided_from_the_running_daemon():
     from deployfakes import FactFn, run_deploy
 
-    from swarmlab.provision.rootless import PathTest, RootlessHost, RootlessUser, rootless_docker
+    from swarmlab.provision.rootless import RootlessHost, RootlessUser, rootless_docker
 
     log_driver = rootless_daemon_config(load_spec(LOCAL), "vfs")["log-driver"]
     running = {"uid": "1001", "home": "/home/alice", "active": "active", "enabled": "1",
@@ -349,9 +370,35 @@ def test_rootless_restart_is_decided_from_the_running_daemon():
                "info": {"Driver": "vfs", "LoggingDriver": "not-" + log_driver}}
     name = "alice: daemon runs with its daemon.json and unit"
     stale = run_deploy(rootless_docker, LOCAL, "node1", {RootlessUser: FactFn(lambda user: running),
-                                                          PathTest: True, RootlessHost: {"container": "docker"}})
+                                                          **rootless_scripts(), RootlessHost: {"container": "docker"}})
     assert any("systemctl --user restart docker.service" in c for c in stale.op(name).commands)
     same = {**running, "info": {"Driver": "vfs", "LoggingDriver": log_driver}}
     ok = run_deploy(rootless_docker, LOCAL, "node1", {RootlessUser: FactFn(lambda user: same),
-                                                       PathTest: True, RootlessHost: {"container": "docker"}})
+                                                       **rootless_scripts(), RootlessHost: {"container": "docker"}})
     assert ok.op(name).commands == []
+
+
+def test_rootless_unit_enabled_and_running_through_pyinfras_user_mode_systemd():
+    from deployfakes import run_deploy
+    from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+    from swarmlab.provision.rootless import RootlessHost, rootless_docker
+
+    name = "alice: docker.service enabled and running"
+    base = {RootlessHost: {"container": "docker"}, **rootless_scripts()}
+    stopped = run_deploy(rootless_docker, LOCAL, "node1", {
+        **base, SystemdStatus: {"docker.service": False}, SystemdEnabled: {"docker.service": True}})
+    assert stopped.op(name).commands == [
+        "systemctl --user --machine=alice@.host start docker.service"]
+    up = run_deploy(rootless_docker, LOCAL, "node1", {
+        **base, SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}})
+    assert up.op(name).commands == []
+    # the facts it reads are in the lab's batch (no command of their own on a no-change run)
+    from swarmlab.distros import DISTROS
+    from swarmlab.provision.rootless import rootless_facts
+
+    spec = load_spec(LOCAL)
+    declared = rootless_facts(spec, spec.node("node1"), DISTROS["debian-13"])
+    for fact in (SystemdStatus, SystemdEnabled):
+        assert (fact, {"user_mode": True, "machine": None, "user_name": "alice",
+                       "services": ["docker.service"]}) in declared

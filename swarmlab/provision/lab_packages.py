@@ -6,15 +6,13 @@ this step makes those checks no-ops and saves an apt/dpkg run per sub-deploy on 
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from swarmlab.distros import DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES, Distro
-from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.context import lab_deploy
 from swarmlab.provision.docker import daemon_json
 from swarmlab.provision.firewall import backend_for
-from swarmlab.provision.packages import checked_distro, install_packages
-from swarmlab.provision.prefetch import declare_lab_facts
+from swarmlab.provision.packages import install_packages
 from swarmlab.spec import LabSpec, NodeSpec
 
 
@@ -34,14 +32,9 @@ def lab_package_list(spec: LabSpec, node: NodeSpec, distro: Distro) -> tuple[lis
     return list(dict.fromkeys(packages)), with_docker
 
 
-@deploy("Lab packages")
-def lab_packages() -> None:
-    declare_lab_facts()
-    distro = checked_distro()
-    if distro is None:
-        return
-    spec = lab_spec()
-    packages, with_docker = lab_package_list(spec, lab_node(), distro)
+@lab_deploy("Lab packages")
+def lab_packages(spec: LabSpec, node: NodeSpec, distro: Distro) -> None:
+    packages, with_docker = lab_package_list(spec, node, distro)
     if with_docker:
         # Docker's first start already uses the lab's daemon.json (no restart later)
         files.directory(name="/etc/docker", path="/etc/docker", mode="0755")
