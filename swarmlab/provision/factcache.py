@@ -7,8 +7,9 @@ no-change deploy used to cost one SSH+sudo round trip per fact (~55 per node). H
   deploy will ask; the first fact read on the host then runs all of them as one `FactBatch`
   command and parses each part with its own fact class;
 * every answer (batched or read alone) is kept per host and run, and dropped as soon as an
-  operation on the host has changed something (or `invalidate` is called after a change made
-  outside operations), so a later read sees the host as it is then.
+  operation on any host of the run has changed something (a worker's join changes the manager's
+  member list), or `invalidate` is called after a change made outside operations, so a later
+  read sees the lab as it is then.
 
 Nothing is decided from the cache that would not be decided from a fresh read: a part that
 exits non-zero, or whose required command is missing, is not kept (the fact is read alone,
@@ -129,12 +130,15 @@ def _cache(host) -> _HostCache:
 
 
 def _generation(host, cache: _HostCache) -> int:
-    """How many operations have changed the host so far (plus explicit invalidations)."""
+    """How many operations have changed any host of the run so far (plus the host's explicit
+    invalidations). Any host, not only this one: the lab is one cluster, and a worker's join or
+    a manager's label update changes what the other nodes' facts read (swarm members, state)."""
     changes = 0
-    for data in host.state.ops.get(host, {}).values():
-        meta = data.operation_meta
-        if meta.is_complete() and meta.did_change():
-            changes += 1
+    for ops in host.state.ops.values():
+        for data in ops.values():
+            meta = data.operation_meta
+            if meta.is_complete() and meta.did_change():
+                changes += 1
     return changes + cache.bumps
 
 

@@ -121,6 +121,24 @@ def test_declared_facts_are_read_once_until_an_operation_changes_the_host():
     assert host.reads == [FactBatch, KernelModules, KernelModules]
 
 
+def test_a_change_on_another_host_drops_the_answers_too():
+    """A worker's join changes the manager's member list: the manager must not decide the
+    reconcile from members read before the join (live: a stale Down entry was left)."""
+    manager = _Host({KernelModules: {"vxlan": "loaded"}})
+    worker = _Host({})
+    worker.state = manager.state
+    manager.state.ops[worker] = {}
+    factcache.declare([(KernelModules, {})], host=manager)
+    assert manager.get_fact(KernelModules) == {"vxlan": "loaded"}
+    manager.state.ops[worker]["join"] = _OpData(changed=False)
+    manager.get_fact(KernelModules)
+    assert manager.reads == [FactBatch]  # nothing changed anywhere: the answer is kept
+    manager.state.ops[worker]["join"] = _OpData(changed=True)
+    manager.answers[KernelModules] = {"vxlan": "missing"}
+    assert manager.get_fact(KernelModules) == {"vxlan": "missing"}
+    assert manager.reads == [FactBatch, KernelModules]
+
+
 def test_lab_facts_cover_every_step_of_both_labs():
     for path in (LOCAL, VMLAB):
         spec = load_spec(path)
