@@ -14,11 +14,11 @@ import shlex
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from swarmlab.parallel import on_each
 from swarmlab.provision.facts import KERNEL_MARKERS
 from swarmlab.shipped import PACKAGE
 from swarmlab.spec import LabSpec
@@ -235,8 +235,7 @@ def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = l
             facts["error"] = (result.stderr or f"exit {result.rc}").strip()[:500]
         return name, facts
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        nodes = dict(pool.map(one, [n.name for n in spec.nodes if n.name in hosts]))
+    nodes = dict(on_each(one, [n.name for n in spec.nodes if n.name in hosts]))
     for n in spec.nodes:
         nodes.setdefault(n.name, {"error": "no connection to this node"})
     seconds = round(time.monotonic() - start, 2)

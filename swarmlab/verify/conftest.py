@@ -15,9 +15,10 @@ import pytest
 import testinfra
 
 from swarmlab.inventory import lab_groups, spec_path
+from swarmlab.parallel import on_each
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
 from swarmlab.sshconfig import testinfra_hosts
-from swarmlab.verify.probe import Probe, on_each
+from swarmlab.verify.probe import Probe
 from swarmlab.verify.snapshot import Snapshot
 from swarmlab.verify.workloads import Workloads
 

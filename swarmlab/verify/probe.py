@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
+from swarmlab.parallel import on_each
 from swarmlab.spec import LabSpec
 
 # per pytest-xdist worker, so one worker's cleanup never removes another's workloads
@@ -46,21 +44,6 @@ tar -C root -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - {imag
 
 # the tag changes with the recipe, so a node never keeps a probe built by an older one
 IMAGE = "swarmlab/probe:" + hashlib.sha256((BUILD + repr(FETCH_BUSYBOX)).encode()).hexdigest()[:10]
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def on_each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`fn` on every item at once (one thread each: the work is SSH round trips), results in
-    order; the first exception is raised after all have finished."""
-    items = list(items)
-    if len(items) < 2:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        futures = [pool.submit(fn, i) for i in items]
-    return [f.result() for f in futures]
 
 
 class Probe:

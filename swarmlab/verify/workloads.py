@@ -11,7 +11,8 @@ import shlex
 
 import pytest
 
-from swarmlab.verify.probe import IMAGE, LABEL, on_each
+from swarmlab.parallel import on_each
+from swarmlab.verify.probe import IMAGE, LABEL
 
 PUBLISHED_PORT = 18080
 WEB = "swarmlab-probe-web"
