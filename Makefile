@@ -3,19 +3,28 @@
 #   make test   unit tests + live tests (they bring up and tear down their own labs); installs
 #               vagrant too (the Vagrant docker-provider test)
 # and the Vagrant docker-provider path: make vagrant (up -> deploy -> verify), make vagrant-down
+# the VM lab (libvirt; KVM where a KVM guest boots, else TCG): make vm-lab, make vm-down;
+#   make test-vm   its live test (CI runs it after make test)
 VENV ?= .venv
 SPEC ?= labs/local.yaml
 VAGRANT_SPEC ?= tests/live/labs/vagrant.yaml
+VM_SPEC ?= labs/vm.yaml
 PYTHON ?= python3
 
-.PHONY: lab test unit live lint package down status bench setup host host-vagrant browser vagrant vagrant-down
+.PHONY: lab test unit live lint package down status bench setup host host-vagrant host-vm browser vagrant \
+	vagrant-down vm-lab vm-down test-vm
 
 lab: setup host
 	$(VENV)/bin/swarmlab up --spec $(SPEC)
 
 test: setup host-vagrant browser
 	$(VENV)/bin/ruff check swarmlab deploys inventories tests bench
-	$(VENV)/bin/pytest tests -q -rs --durations=15
+	$(VENV)/bin/pytest tests -q -rs --durations=15 --ignore=tests/vm
+
+# the VM lab's live test: box build, 3 VMs, deploy, verify (routing mesh, VIP, ESP), breaks,
+# reboots, re-run (slow without KVM: see docs/vms.md)
+test-vm: setup host-vm
+	$(VENV)/bin/pytest tests/vm -q -rs --durations=15
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit -q -rs
@@ -60,6 +69,17 @@ browser:
 # the same and vagrant (with its Ruby stack): only the targets that run Vagrant
 host-vagrant:
 	bash scripts/host-setup.sh --vagrant
+
+# QEMU, libvirt, vagrant-libvirt and the box-build tools: only the VM lab's targets
+host-vm:
+	bash scripts/host-setup.sh --vm
+
+# the VM lab: box (built once), VMs, deploy, verify
+vm-lab: setup host-vm
+	$(VENV)/bin/swarmlab vm up --spec $(VM_SPEC)
+
+vm-down: setup
+	$(VENV)/bin/swarmlab vm down --spec $(VM_SPEC)
 
 # the Vagrant docker provider: node image, lab network and key, then vagrant up, deploy, verify
 vagrant: setup host-vagrant

@@ -4,6 +4,8 @@
 # Only what the container lab needs:
 #   scripts/host-setup.sh            `make lab`
 #   scripts/host-setup.sh --vagrant  also vagrant (`make test`'s Vagrant tests, `make vagrant`)
+#   scripts/host-setup.sh --vm       also QEMU, libvirt, vagrant-libvirt and the box-build tools
+#                                    (`make vm-lab`, `make test-vm`; swarmlab starts libvirtd itself)
 # (SWARMLAB_WITH_VAGRANT=1 does the same as --vagrant.) Installs what is missing when root;
 # otherwise says exactly what to install. Starts dockerd when no engine answers (with or
 # without systemd).
@@ -11,10 +13,12 @@
 set -euo pipefail
 
 with_vagrant="${SWARMLAB_WITH_VAGRANT:-0}"
+with_vm=0
 for arg in "$@"; do
   case "$arg" in
     --vagrant) with_vagrant=1 ;;
-    *) echo "usage: $0 [--vagrant]" >&2; exit 2 ;;
+    --vm) with_vagrant=1; with_vm=1 ;;
+    *) echo "usage: $0 [--vagrant|--vm]" >&2; exit 2 ;;
   esac
 done
 
@@ -28,6 +32,18 @@ command -v dot >/dev/null || need+=(graphviz)   # the report page's topology (sw
 # the report page's browser test only (make test / make live), never for make lab
 if [ "${SWARMLAB_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
 if [ "$with_vagrant" = 1 ]; then command -v vagrant >/dev/null || need+=(vagrant); fi
+if [ "$with_vm" = 1 ]; then
+  # the VM lab (swarmlab/vm): QEMU + libvirt + Vagrant's libvirt provider; the box is built
+  # with debootstrap, sfdisk, extlinux and qemu-img
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  command -v qemu-img >/dev/null || need+=(qemu-utils)
+  [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon-system libvirt-clients)
+  ls -d /usr/share/rubygems-integration/all/gems/vagrant-libvirt-* >/dev/null 2>&1 || need+=(vagrant-libvirt)
+  command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+  command -v extlinux >/dev/null || [ -x /usr/bin/extlinux ] || need+=(extlinux)
+  [ -e /usr/lib/EXTLINUX/mbr.bin ] || [ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
+  command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need+=(fdisk)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

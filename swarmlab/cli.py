@@ -335,5 +335,14 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
+def _register_vm_commands() -> None:
+    from swarmlab.vm.cli import box_group, vm_group
+
+    main.add_command(box_group)
+    main.add_command(vm_group)
+
+
+_register_vm_commands()
+
 if __name__ == "__main__":
     main()

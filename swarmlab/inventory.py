@@ -59,10 +59,16 @@ def vagrant_root() -> Path:
     return Path(given) if given else checkout() or Path.cwd()
 
 
-def vagrant_dotfile(root: Path | None = None) -> Path:
+def vagrant_dotfile(root: Path | None = None, spec: LabSpec | None = None) -> Path:
     """Where Vagrant keeps this project's machines: VAGRANT_DOTFILE_PATH (relative to the
-    Vagrantfile's directory, as Vagrant reads it) or `.vagrant`."""
-    return (root or vagrant_root()) / (os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant")
+    Vagrantfile's directory, as Vagrant reads it), else the lab's own `<state>/<lab>/vagrant`
+    where `swarmlab vm up` or `vagrant-prep` put it, else `.vagrant`."""
+    given = os.environ.get("VAGRANT_DOTFILE_PATH")
+    if given:
+        return (root or vagrant_root()) / given
+    if spec is not None and (state_root() / spec.name / "vagrant").is_dir():
+        return state_root() / spec.name / "vagrant"
+    return (root or vagrant_root()) / ".vagrant"
 
 
 def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -75,13 +81,14 @@ def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, di
     with a warning on stderr.
     """
     root = root or vagrant_root()
-    if not vagrant_dotfile(root).is_dir():
+    dotfile = vagrant_dotfile(root, spec)
+    if not dotfile.is_dir():
         return {}
     try:
         import vagrant  # python-vagrant
     except ImportError:  # pragma: no cover - declared dependency
         return {}
-    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
+    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()), VAGRANT_DOTFILE_PATH=str(dotfile))
     v = vagrant.Vagrant(str(root), env=env, quiet_stderr=True, quiet_stdout=True)
     error: Exception | None = None
     with _vagrant_lock(spec):

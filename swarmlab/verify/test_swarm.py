@@ -15,7 +15,6 @@ from swarmlab.provision.swarm import label_update_args, overlay_drift
 from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import require_kernel
-from swarmlab.verify.probe import IMAGE, LABEL
 from swarmlab.verify.rules import masquerades, parse_rules
 from swarmlab.verify.workloads import DNSRR, PROBE_CONTAINERS, SECRET, STACK, SwarmWorkloads
 
@@ -166,27 +165,6 @@ def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
     for net in encrypted:
         ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
         assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
-
-
-def test_routing_mesh_and_vip(spec, first_manager):
-    require_kernel(first_manager, "ip_vs", KERNEL_MARKERS["ip_vs"], MODULE_FEATURES["ip_vs"])
-    name = "swarmlab-probe-vip"
-    first_manager.check_output(
-        f"docker service create -d --name {name} --label {LABEL} --replicas 2 "
-        f"--publish published=18082,target=80 {IMAGE} "
-        "sh -c 'echo vip > /www/index.html; httpd -f -p 80 -h /www'"
-    )
-    try:
-        _wait_running(first_manager, name, 2)
-        rules = first_manager.iptables.rules("nat", "DOCKER-INGRESS")
-        assert any("--dport 18082" in r for r in rules), rules
-        body = first_manager.check_output(
-            "python3 -c \"import urllib.request;print(urllib.request.urlopen("
-            f"'http://{spec.first_manager.ip}:18082/', timeout=5).read().decode().strip())\""
-        )
-        assert body == "vip"
-    finally:
-        first_manager.run(f"docker service rm {name}")
 
 
 def _wait_running(manager, service: str, want: int, timeout: float = 60) -> list[dict]:

@@ -22,7 +22,7 @@ from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VAGRANT = shutil.which("vagrant")
-SPECS = ["lab.yaml", "labs/local.yaml"]
+SPECS = ["lab.yaml", "labs/local.yaml", "labs/vm.yaml"]
 PROVIDERS = ["virtualbox", "libvirt", "docker"]
 
 VBOXMANAGE_STUB = """#!/bin/sh

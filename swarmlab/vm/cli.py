@@ -1,0 +1,88 @@
+"""`swarmlab box build` and `swarmlab vm up|down`: the VM lab on libvirt (KVM, or TCG without it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from swarmlab import pipeline
+from swarmlab.distros import DISTROS
+from swarmlab.vm import box as boxes
+from swarmlab.vm import host
+from swarmlab.vm.lab import VMLabError, down, up
+
+VM_LAB = "labs/vm.yaml"  # the checkout's example VM lab
+VM_ERRORS = (boxes.BoxError, host.HostError, VMLabError)
+
+spec_option = click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
+    help=f"Lab spec (default in a checkout: {VM_LAB}).",
+)
+
+
+def _load(spec_path: Path | None):
+    from swarmlab.cli import _load as load  # the one spec discovery rule
+
+    return load(spec_path, VM_LAB)
+
+
+@click.group("box")
+def box_group() -> None:
+    """Vagrant boxes built here (debootstrap -> qcow2) for the libvirt provider."""
+
+
+@box_group.command("build")
+@click.option("--distro", type=click.Choice(sorted(d for d, v in DISTROS.items()
+                                                   if v.node_image_base.startswith("debootstrap:"))),
+              default="debian-13", show_default=True, help="The Debian release to build.")
+@click.option("--force", is_flag=True, help="Rebuild even when the installed box is current.")
+def box_build(distro: str, force: bool) -> None:
+    """Build the box swarmlab/DISTRO and add it to Vagrant (skipped when current)."""
+    from swarmlab.cli import LabError
+
+    box = boxes.Box(distro)
+    try:
+        with pipeline.phase(f"box {box.name}") as info:
+            built = boxes.ensure_box(box, log=lambda m: click.echo(f"  {m}"), force=force)
+            info["detail"] = "built" if built else "current (same recipe hash)"
+    except VM_ERRORS as err:
+        raise LabError(str(err)) from None
+
+
+@click.group("vm")
+def vm_group() -> None:
+    """The lab as libvirt VMs through the Vagrantfile: up (boxes, VMs, deploy, verify), down."""
+
+
+@vm_group.command("up")
+@spec_option
+@click.option("--verify/--no-verify", default=True, help="Run the testinfra suite at the end.")
+def vm_up(spec_path: Path | None, verify: bool) -> None:
+    """Build the spec's swarmlab boxes, start the VMs (vagrant up --provider=libvirt), deploy, verify."""
+    from swarmlab.cli import LabError, deploy_and_verify
+
+    spec, path = _load(spec_path)
+    try:
+        with pipeline.phase("VMs") as info:
+            env = up(spec, path, log=click.echo)
+            info["detail"] = f"driver={env.get(host.DRIVER_ENV, 'kvm')}"
+    except VM_ERRORS as err:
+        raise LabError(str(err)) from None
+    os.environ.update(env)  # the inventory asks Vagrant for the VMs' SSH settings
+    deploy_and_verify(spec, path, verify)
+
+
+@vm_group.command("down")
+@spec_option
+def vm_down(spec_path: Path | None) -> None:
+    """Destroy the lab's VMs and their libvirt network."""
+    from swarmlab.cli import LabError
+
+    spec, path = _load(spec_path)
+    try:
+        down(spec, path, log=click.echo)
+    except VM_ERRORS as err:
+        raise LabError(str(err)) from None
+    click.echo(f"lab {spec.name}: VMs destroyed")
