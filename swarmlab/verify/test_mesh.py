@@ -27,9 +27,9 @@ VIP = "swarmlab-probe-vip"
 INGRESS_NETNS = "/run/docker/netns/ingress_sbox"
 # loaded, or loadable (modinfo knows it), or built in: the feature can work on this kernel
 FEATURES = {
-    "ip_vs": ("[ -e /proc/net/ip_vs ] || modinfo ip_vs >/dev/null 2>&1",
+    "ip_vs": ("[ -e /proc/net/ip_vs ] || { command -v modinfo >/dev/null && modinfo ip_vs >/dev/null 2>&1; }",
               "the ingress routing mesh and VIP load balancing"),
-    "esp4": ("[ -d /sys/module/esp4 ] || modinfo esp4 >/dev/null 2>&1 || "
+    "esp4": ("[ -d /sys/module/esp4 ] || { command -v modinfo >/dev/null && modinfo esp4 >/dev/null 2>&1; } || "
              "zcat /proc/config.gz 2>/dev/null | grep -q '^CONFIG_INET_ESP=y'",
              "encrypted overlay traffic (IPsec ESP)"),
 }

@@ -63,18 +63,30 @@ install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh
 printf '%s\\n' '{key}' > /home/{user}/.ssh/authorized_keys
 chown {user}:{user} /home/{user}/.ssh/authorized_keys
 chmod 0600 /home/{user}/.ssh/authorized_keys
-# fresh host keys per VM, made at first boot
+# fresh host keys per VM, made at first boot: ed25519 and ECDSA only (an RSA key takes long
+# to generate without KVM)
 rm -f /etc/ssh/ssh_host_*
+cat > /usr/local/sbin/swarmlab-hostkeys <<'KEYS'
+#!/bin/sh
+set -e
+for t in ed25519 ecdsa; do
+  [ -e /etc/ssh/ssh_host_${{t}}_key ] || ssh-keygen -q -N '' -t $t -f /etc/ssh/ssh_host_${{t}}_key
+done
+KEYS
+chmod 0755 /usr/local/sbin/swarmlab-hostkeys
 mkdir -p /etc/systemd/system/ssh.service.d
-printf '[Service]\\nExecStartPre=\\nExecStartPre=/usr/bin/ssh-keygen -A\\nExecStartPre=/usr/sbin/sshd -t\\n' \\
-  > /etc/systemd/system/ssh.service.d/keygen.conf
-echo 'UseDNS no' > /etc/ssh/sshd_config.d/10-swarmlab.conf
+printf '[Service]\\nExecStartPre=\\nExecStartPre=%s\\nExecStartPre=/usr/sbin/sshd -t\\n' \\
+  /usr/local/sbin/swarmlab-hostkeys > /etc/systemd/system/ssh.service.d/keygen.conf
+printf 'UseDNS no\\nHostKey /etc/ssh/ssh_host_ed25519_key\\nHostKey /etc/ssh/ssh_host_ecdsa_key\\n' \\
+  > /etc/ssh/sshd_config.d/10-swarmlab.conf
 # Vagrant's management NIC (eth0) takes its address from the provider's DHCP; the lab NIC is
 # the deploy's (netplan)
 mkdir -p /etc/systemd/network
 printf '[Match]\\nName=eth0\\n\\n[Network]\\nDHCP=ipv4\\n\\n[DHCPv4]\\nRouteMetric=1024\\n' \\
   > /etc/systemd/network/10-vagrant-mgmt.network
 systemctl enable systemd-networkd.service systemd-resolved.service ssh.service
+# no unattended apt runs in a lab VM: they would hold dpkg's lock while the deploy installs
+systemctl mask apt-daily.service apt-daily-upgrade.service apt-daily.timer apt-daily-upgrade.timer
 ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 echo 'APT::Install-Recommends "false";' > /etc/apt/apt.conf.d/90swarmlab-norecommends
 : > /etc/machine-id
