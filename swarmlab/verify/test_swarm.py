@@ -9,8 +9,7 @@ import time
 import pytest
 from pyinfra.facts.docker import DockerNetworks
 
-from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
-from swarmlab.provision.kernel import MODULE_FEATURES
+from swarmlab.provision.facts import OverlayNetworks
 from swarmlab.provision.swarm import label_update_args, overlay_drift
 from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
 from swarmlab.verify import snapshot as shared
@@ -162,14 +161,14 @@ def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
     encrypted = [o.name for o in spec.swarm.overlays if o.encrypted and o.name in nets]
     if not encrypted:
         pytest.skip("no attachable encrypted overlay in the spec")
-    require_kernel(hosts[a.name], "esp4", KERNEL_MARKERS["esp4"], MODULE_FEATURES["esp4"])
+    require_kernel(hosts[a.name], "esp4")
     for net in encrypted:
         ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
         assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"
 
 
 def test_routing_mesh_and_vip(spec, first_manager):
-    require_kernel(first_manager, "ip_vs", KERNEL_MARKERS["ip_vs"], MODULE_FEATURES["ip_vs"])
+    require_kernel(first_manager, "ip_vs")
     name = "swarmlab-probe-vip"
     first_manager.check_output(
         f"docker service create -d --name {name} --label {LABEL} --replicas 2 "

@@ -61,3 +61,72 @@ def test_collect_counts_only_reads_that_answered():
     assert facts.read == {"info", "daemon.json", "args", "user", "kernel"}
     assert facts.user == "root" and facts.kernel == {"overlay": "loaded", "esp4": "loadable"}
     assert facts.args == ["/usr/sbin/dockerd", "-H", "fd://"]
+
+
+# --- the TLS refusal check, against a TLS server on loopback ------------------------------
+
+def _tls_server(tmp_path: Path, require_client_cert: bool):
+    """A TLS server on 127.0.0.1 (the lab CA's server certificate) answering one request."""
+    import socket
+    import ssl
+    import threading
+
+    from swarmlab import tls
+    from swarmlab.spec import NodeSpec
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    files = tls.ensure_server_cert(tmp_path, "t", NodeSpec(name="n1", distro="debian-13", ip="127.0.0.1",
+                                                           role="manager"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(files.cert, files.key)
+    ctx.load_verify_locations(files.ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as s:
+                s.recv(4096)
+                s.sendall(b"HTTP/1.0 200 OK\r\n\r\n{\"ApiVersion\": \"1.51\"}")
+        except (ssl.SSLError, OSError):
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, files.ca
+
+
+def _client(ca: Path):
+    import ssl
+
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def test_tls_refusal_seen_only_from_a_server_that_refuses(tmp_path):
+    from swarmlab.verify.test_tls import tls_refusal
+
+    listener, ca = _tls_server(tmp_path, require_client_cert=True)
+    with listener:
+        assert tls_refusal(_client(ca), "127.0.0.1", listener.getsockname()[1])
+    listener, ca = _tls_server(tmp_path / "open", require_client_cert=False)
+    with listener:
+        assert tls_refusal(_client(ca), "127.0.0.1", listener.getsockname()[1]) == ""
+
+
+def test_tls_refusal_check_fails_when_nothing_listens_or_the_ca_is_missing(tmp_path):
+    import socket
+    import ssl
+
+    from swarmlab.verify.test_tls import tls_refusal
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    listener, ca = _tls_server(tmp_path, require_client_cert=True)
+    with pytest.raises(ConnectionRefusedError):
+        tls_refusal(_client(ca), "127.0.0.1", port)
+    with pytest.raises(FileNotFoundError):
+        _client(tmp_path / "absent.pem")
+    with listener:  # a CA that did not sign the server's certificate is no refusal either
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tls_refusal(_client(_tls_server(tmp_path / "other", True)[1]), "127.0.0.1",
+                        listener.getsockname()[1])
