@@ -14,14 +14,16 @@ import yaml
 
 from swarmlab.distros import DISTROS
 from swarmlab.provision.facts import KERNEL_MARKERS
-from swarmlab.provision.firewall import backend_for, firewall_rules, nft_expected_lines, owned_ports
+from swarmlab.provision.firewall import backend_for, firewall_rules, owned_ports
 from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
 from swarmlab.provision.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
 from swarmlab.provision.ufw import ufw_rule_ports
+from swarmlab.verify import expected
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import kernel_state, other_node, require_kernel
 from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict
 from swarmlab.verify.rules import parse_rules, policy
+from swarmlab.verify.workloads import NO_SWARM
 
 
 def _iface(snap, node) -> str:
@@ -126,12 +128,12 @@ def test_firewall_rules_are_exactly_the_labs(snap, node, spec):
     """The deploy's rules for the swarm ports, and no other rule for those ports."""
     if _backend(spec, node) != "ufw":
         table = snap.check_output(shared.NFT_TABLE)
-        missing = [line for line in nft_expected_lines(firewall_rules(spec)) if line not in table]
+        missing = [line for line in expected.nft_lines(spec) if line not in table]
         assert not missing, f"swarmlab nft table lacks: {missing}"
         return
     added = [line[4:].strip() for line in snap.lines(shared.UFW_ADDED)
              if line.startswith("ufw ")]
-    wanted = [rule.ufw() for rule in firewall_rules(spec)]
+    wanted = expected.ufw_rules(spec)
     missing = [r for r in wanted if r not in added]
     extra = [r for r in added if r not in wanted and ufw_rule_ports(r) & set(owned_ports(spec))]
     assert not missing, f"missing ufw rules: {missing}"
@@ -181,6 +183,8 @@ def _from_lab(rule, spec) -> bool:
 
 
 def test_swarm_ports_reachable_from_another_lab_node(spec, hosts, manager):
+    if not spec.swarm.enabled:
+        pytest.skip(NO_SWARM)
     peer_node = other_node(spec, manager, "connect to the swarm ports from")
     peer = hosts[peer_node.name]
     for port in (2377, 7946):

@@ -16,6 +16,7 @@ from swarmlab.provision.autolock import key_path
 from swarmlab.spec import LabSpec, NodeSpec
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.snapshot import Snapshot
+from swarmlab.verify.workloads import NO_SWARM
 
 _FACTS: dict[str, security.Facts] = {}
 
@@ -57,6 +58,6 @@ def test_cis_daemon_and_files(cis, spec, node, host, snap, record_property):
 def test_cis_swarm(cis, spec, manager, hosts, snapshots, record_property):
     """Section 7 on every manager."""
     if not spec.swarm.enabled:
-        pytest.skip("swarm.enabled is false: no swarm to check")
+        pytest.skip(NO_SWARM)
     facts = _facts(hosts[manager.name], spec, manager, snapshots[manager.name])
     _judge(security.evaluate(cis, spec, manager, facts), manager.name, record_property)
