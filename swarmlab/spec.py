@@ -583,7 +583,7 @@ def _swarm_option_problems(spec: LabSpec, p: list[str]) -> None:
 HARDENED_DAEMON: dict[str, Any] = {
     "icc": False, "no-new-privileges": True, "userland-proxy": False,  # 2.2, 2.14, 2.16
     "userns-remap": "default",  # 2.9: containers' root is an unprivileged host user (dockremap)
-    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}},  # 2.8
+    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}},  # 2.8
 }
 
 

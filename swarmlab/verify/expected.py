@@ -15,7 +15,7 @@ from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
 # CIS Docker Benchmark 1.6.0 options the `hardened` profile asks of daemon.json
 # (2.2 icc, 2.14 no-new-privileges, 2.16 userland-proxy, 2.9 userns-remap, 2.8 default-ulimits)
 HARDENED = {"icc": False, "no-new-privileges": True, "userland-proxy": False, "userns-remap": "default",
-            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}}}
+            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}}}
 MANAGED_LABELS = "swarmlab.labels"  # the node label listing the keys swarmlab set
 
 

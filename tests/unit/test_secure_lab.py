@@ -251,7 +251,7 @@ def _hardened_facts() -> security.Facts:
     f = _facts(bridge_options={"com.docker.network.bridge.enable_icc": "false"},
                daemon_json={"icc": False, "no-new-privileges": True, "userland-proxy": False,
                             "log-opts": {"max-size": "10m"},
-                            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}}},
+                            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}}},
                args=list(TLS_ARGS), stats={**STATS, **TLS_STATS})
     f.info["SecurityOptions"] = ["name=seccomp,profile=builtin", "name=userns"]
     f.info["Swarm"]["Managers"] = 3

@@ -26,7 +26,7 @@ def test_daemon_json_literal():
         "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"},
         "live-restore": False, "icc": False, "no-new-privileges": True, "userland-proxy": False,
         "userns-remap": "default",
-        "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}},
+        "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}},
     }
     assert expected.daemon_json(_no_swarm()) == {
         "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}

@@ -128,3 +128,25 @@ def test_a_lab_without_swarm_skips_the_swarm_checks_with_the_reason(monkeypatch)
     for name in ("overlay", "dnsrr", "stack"):
         with pytest.raises(pytest.skip.Exception, match="swarm.enabled is false"):
             workloads.need(name)
+
+
+@pytest.mark.parametrize(("output", "rc", "outcome"), [
+    ("overlay loaded\nbr_netfilter missing\n", 0, "skip"),
+    ("overlay loaded\nbr_netfilter loadable\n", 0, "fail"),
+    ("overlay loaded\nbr_netfilter loaded\n", 0, "ok"),
+    ("", 0, "fail"),  # no line for the module: not a reason to skip
+    ("br_netfilter missing\n", 255, "fail"),  # the read failed
+    ("", 127, "fail"),
+])
+def test_kernel_requirement_tells_missing_from_not_loaded(output, rc, outcome):
+    from swarmlab.verify.conftest import require_kernel
+
+    snap = shared.Snapshot("n1", {shared.KERNEL_MODULES: shared.Result(shared.KERNEL_MODULES, rc, output, "")})
+    try:
+        require_kernel(snap, "br_netfilter")
+    except pytest.skip.Exception as e:
+        assert outcome == "skip" and "no br_netfilter" in e.msg
+    except (AssertionError, pytest.fail.Exception):
+        assert outcome == "fail"
+    else:
+        assert outcome == "ok"
