@@ -580,8 +580,11 @@ def _swarm_option_problems(spec: LabSpec, p: list[str]) -> None:
 
 
 # daemon.json options the `hardened` profile sets (CIS Docker Benchmark 1.6.0, section 2)
-HARDENED_DAEMON: dict[str, Any] = {"icc": False, "no-new-privileges": True,
-                                   "userland-proxy": False}
+HARDENED_DAEMON: dict[str, Any] = {
+    "icc": False, "no-new-privileges": True, "userland-proxy": False,  # 2.2, 2.14, 2.16
+    "userns-remap": "default",  # 2.9: containers' root is an unprivileged host user (dockremap)
+    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}},  # 2.8
+}
 
 
 def _security_problems(spec: LabSpec, p: list[str]) -> None:

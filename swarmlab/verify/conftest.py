@@ -131,21 +131,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("workload") is not None)
 
 
-def require_kernel(host, feature: str, marker: str, what: str) -> None:
-    """Skip (never pass silently) when the node's kernel lacks a feature (`host`: a testinfra
-    host or the node's Snapshot, which holds every marker's result).
+def kernel_state(host, module: str) -> str:
+    """`loaded`, `loadable` or `missing` (KernelModules, the deploy's own read) for `module` on
+    the node (`host`: a testinfra host or the node's Snapshot); a failed read fails the check."""
+    from swarmlab.security import parse_kernel
+    from swarmlab.verify.snapshot import KERNEL_MODULES
 
-    The markers exit 1 when the feature is absent; any other failure (SSH lost: 255, a
-    missing command: 127) is an error of the check, not a reason to skip.
-    """
-    result = host.run(marker)
-    if result.rc == 0:
-        return
-    if result.rc == 1:
-        pytest.skip(f"kernel has no {feature} on {_name(host)}: {what} cannot work here")
-    pytest.fail(
-        f"could not check {feature} on {_name(host)} (exit {result.rc}): "
-        f"{(result.stderr or result.stdout).strip()[:300]}"
+    result = host.run(KERNEL_MODULES)
+    state = parse_kernel(result.stdout).get(module) if result.rc == 0 else None
+    if state is None:
+        pytest.fail(f"could not read the kernel's {module} state on {_name(host)} "
+                    f"(exit {result.rc}): {(result.stderr or result.stdout).strip()[:300]}")
+    return state
+
+
+def require_kernel(host, module: str) -> None:
+    """Skip (with the reason) only where the node's kernel has no `module` and cannot load it;
+    a module the kernel could load but that is not loaded fails: the deploy loads it."""
+    from swarmlab.provision.kernel import MODULE_FEATURES
+
+    state = kernel_state(host, module)
+    if state == "missing":
+        pytest.skip(f"kernel has no {module} on {_name(host)}: {MODULE_FEATURES[module]} cannot work here")
+    assert state == "loaded", (
+        f"{module} is loadable but not loaded on {_name(host)}: {MODULE_FEATURES[module]} does "
+        "not work until the deploy loads it"
     )
 
 

@@ -11,7 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from swarmlab.provision.facts import KERNEL_MARKERS
+from swarmlab.provision.facts import KERNEL_MARKERS, KernelModules
 from swarmlab.provision.kernel import MODULES_FILE, SYSCTL_FILE
 from swarmlab.swarm_state import INFO_COMMAND
 
@@ -32,6 +32,7 @@ UFW_CONF = "cat /etc/ufw/ufw.conf"
 NFT_TABLE = "nft list table inet swarmlab"
 SYSCTL_CONF = f"cat {SYSCTL_FILE}"
 MODULES_CONF = f"cat {MODULES_FILE}"
+KERNEL_MODULES = KernelModules().command()  # "<module> loaded|loadable|missing" lines
 
 # the fixed reads of swarmlab.security.collect (the CIS checks; its other reads depend on these)
 SECURITY_READS = (
@@ -40,6 +41,7 @@ SECURITY_READS = (
     "systemctl show -p FragmentPath --value docker.socket",
     "docker network inspect bridge --format '{{json .Options}}'",
     "ss -Hltn 'sport = :2377'",
+    KERNEL_MODULES,
 )
 
 COMMANDS: tuple[str, ...] = (

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from swarmlab.provision.docker import daemon_config, running_drift
+from swarmlab.provision.docker import running_drift
 from swarmlab.provision.facts import DockerDaemonState
+from swarmlab.verify import expected
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node
 from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
@@ -80,10 +81,10 @@ def _daemon_json(snap) -> dict:
 
 
 def test_daemon_json_is_the_specs(snap, spec):
-    """/etc/docker/daemon.json holds what the spec asks for (the deploy owns the file)."""
+    """/etc/docker/daemon.json holds what the spec asks for (the deploy owns the file); the
+    expected content is computed here from the spec (swarmlab/verify/expected.py)."""
     assert snap.run(shared.DAEMON_JSON).succeeded, f"{DAEMON_JSON} is missing"
-    have, want = _daemon_json(snap), daemon_config(spec)
-    diff = {k: (have.get(k), want.get(k)) for k in set(have) | set(want) if have.get(k) != want.get(k)}
+    diff = expected.dict_differences(_daemon_json(snap), expected.daemon_json(spec))
     assert not diff, f"{DAEMON_JSON} differs from the spec (key: (file, spec)): {diff}"
 
 

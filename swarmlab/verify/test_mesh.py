@@ -18,27 +18,20 @@ from swarmlab.verify import snapshot as shared
 from swarmlab.verify import wire
 from swarmlab.verify.conftest import require_kernel
 from swarmlab.verify.probe import IMAGE, LABEL
-from swarmlab.verify.test_swarm import HTTP_GET, _overlay_ip, _ping, _wait_running
+from swarmlab.verify.test_swarm import HTTP_GET, _overlay_ip, _ping, _wait_running, require_swarm
 from swarmlab.verify.workloads import PROBE_CONTAINERS
 
 MESH = "swarmlab-probe-mesh"
 MESH_PORT = 18082
 VIP = "swarmlab-probe-vip"
 INGRESS_NETNS = "/run/docker/netns/ingress_sbox"
-# loaded, or loadable (modinfo knows it), or built in: the feature can work on this kernel
-FEATURES = {
-    "ip_vs": ("[ -e /proc/net/ip_vs ] || { command -v modinfo >/dev/null && modinfo ip_vs >/dev/null 2>&1; }",
-              "the ingress routing mesh and VIP load balancing"),
-    "esp4": ("[ -d /sys/module/esp4 ] || { command -v modinfo >/dev/null && modinfo esp4 >/dev/null 2>&1; } || "
-             "zcat /proc/config.gz 2>/dev/null | grep -q '^CONFIG_INET_ESP=y'",
-             "encrypted overlay traffic (IPsec ESP)"),
-}
 WEB = "sh -c 'echo task-$(hostname) > /www/index.html; httpd -f -p 80 -h /www'"
 
 
-def _require(host, feature: str) -> None:
-    marker, what = FEATURES[feature]
-    require_kernel(host, feature, marker, what)
+@pytest.fixture(autouse=True)
+def _swarm_enabled(spec):
+    """Every check in this module needs the swarm."""
+    require_swarm(spec)
 
 
 def _service(manager, name: str, args: str) -> None:
@@ -68,7 +61,7 @@ def test_routing_mesh_answers_on_every_node(spec, hosts, first_manager, probe):
     answers on it (the nodes without the task forward through IPVS over the ingress overlay),
     and each node's ingress sandbox holds the IPVS service with the task as real server."""
     for node in spec.nodes:
-        _require(hosts[node.name], "ip_vs")
+        require_kernel(hosts[node.name], "ip_vs")
     if len(spec.nodes) < 2:
         pytest.skip("single-node lab: no node without the task to route through the mesh")
     runner = spec.nodes[-1]
@@ -106,7 +99,7 @@ def test_vip_balances_over_tasks_on_two_nodes(spec, hosts, first_manager, worklo
     requests from a container on the first node reach the tasks on both nodes."""
     swarm_workloads = workloads.swarm
     swarm_workloads.need("overlay")
-    _require(hosts[spec.nodes[0].name], "ip_vs")
+    require_kernel(hosts[spec.nodes[0].name], "ip_vs")
     net = swarm_workloads.nets[0]
     a, b = spec.nodes[0], spec.nodes[1]
     others = [n.name for n in spec.nodes if n.name not in (a.name, b.name)]
@@ -156,7 +149,7 @@ def test_encrypted_overlay_is_esp_on_the_wire(spec, hosts, snapshots, workloads)
     encrypted = [o for o in spec.swarm.overlays if o.encrypted and o.name in swarm_workloads.nets]
     if not encrypted:
         pytest.skip("no attachable encrypted overlay in the spec")
-    _require(hosts[a.name], "esp4")
+    require_kernel(hosts[a.name], "esp4")
     nic = _lab_nic(snapshots[b.name], b.ip)
     for overlay in encrypted:
         ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], overlay.name)

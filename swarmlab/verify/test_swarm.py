@@ -9,14 +9,25 @@ import time
 import pytest
 from pyinfra.facts.docker import DockerNetworks
 
-from swarmlab.provision.facts import KERNEL_MARKERS, OverlayNetworks
-from swarmlab.provision.kernel import MODULE_FEATURES
-from swarmlab.provision.swarm import label_update_args, overlay_drift
+from swarmlab.provision.facts import OverlayNetworks
 from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
+from swarmlab.verify import expected
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import require_kernel
 from swarmlab.verify.rules import masquerades, parse_rules
-from swarmlab.verify.workloads import DNSRR, PROBE_CONTAINERS, SECRET, STACK, SwarmWorkloads
+from swarmlab.verify.workloads import DNSRR, NO_SWARM, PROBE_CONTAINERS, SECRET, STACK, SwarmWorkloads
+
+
+def require_swarm(spec) -> None:
+    """A lab with `swarm.enabled: false` has no swarm: its swarm checks skip with the reason."""
+    if not spec.swarm.enabled:
+        pytest.skip(NO_SWARM)
+
+
+@pytest.fixture(autouse=True)
+def _swarm_enabled(spec):
+    """Every check in this module needs the swarm."""
+    require_swarm(spec)
 
 
 def _swarm(snap) -> SwarmState:
@@ -54,11 +65,8 @@ def test_manager_sees_every_spec_node_ready_with_its_role(spec, first_manager):
         assert seen["Spec"]["Role"] == node.role, f"{node.name} role {seen['Spec']['Role']}"
         assert seen["Status"]["Addr"] == node.ip
         labels = seen["Spec"].get("Labels") or {}
-        args = label_update_args(node.labels, labels)
-        assert not args, (
-            f"{node.name}'s labels {labels} are not the spec's {node.labels} "
-            f"(to fix: docker node update {' '.join(args)})"
-        )
+        wrong = expected.label_differences(labels, node)
+        assert not wrong, f"{node.name}'s labels {labels} are not the spec's {node.labels}: {wrong}"
 
 
 def test_managers_reachable(spec, first_manager):
@@ -106,8 +114,8 @@ def test_spec_overlays_exist(spec, first_manager):
     nets = _overlays(first_manager)
     for net in spec.swarm.overlays:
         assert net.name in nets, f"overlay {net.name} does not exist (have {sorted(nets)})"
-        drift = overlay_drift(nets[net.name], net.subnet, net.encrypted, net.attachable, dict(net.labels))
-        assert not drift, f"overlay {net.name} differs from the spec: {'; '.join(drift)}"
+        wrong = expected.overlay_differences(nets[net.name], net)
+        assert not wrong, f"overlay {net.name} differs from the spec: {'; '.join(wrong)}"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +169,7 @@ def test_encrypted_overlay_traffic_across_nodes(spec, hosts, overlay_pair):
     encrypted = [o.name for o in spec.swarm.overlays if o.encrypted and o.name in nets]
     if not encrypted:
         pytest.skip("no attachable encrypted overlay in the spec")
-    require_kernel(hosts[a.name], "esp4", KERNEL_MARKERS["esp4"], MODULE_FEATURES["esp4"])
+    require_kernel(hosts[a.name], "esp4")
     for net in encrypted:
         ip_b = _overlay_ip(hosts[b.name], PROBE_CONTAINERS["b"], net)
         assert _ping(hosts[a.name], PROBE_CONTAINERS["a"], ip_b), f"{a.name} cannot reach {ip_b} on {net}"

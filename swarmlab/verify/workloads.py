@@ -38,6 +38,9 @@ secrets:
 """
 
 
+NO_SWARM = "swarm.enabled is false: the lab has no swarm"
+
+
 class SwarmWorkloads:
     """Overlay pair, global dnsrr service, stack with a secret; each check waits on its own."""
 
@@ -50,6 +53,8 @@ class SwarmWorkloads:
             self.skips["overlay"] = "needs two nodes"
         if not self.nets:
             self.skips["overlay"] = self.skips["dnsrr"] = "no attachable overlay network in the spec"
+        if not spec.swarm.enabled:
+            self.skips = dict.fromkeys(("overlay", "dnsrr", "stack"), NO_SWARM)
         self.errors: dict[str, BaseException] = {}
 
     def start(self) -> None:

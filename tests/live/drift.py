@@ -193,6 +193,12 @@ SECURE_ROUNDS: list[list[Drift]] = [
               "the TLS drop-in removed and docker restarted (no listener; the manager is locked)",
               f"rm -f {DOCKER_UNIT_DIR}/swarmlab-tls.conf && systemctl daemon-reload && "
               "systemctl restart docker"),
+        Drift("test_cis_daemon_and_files", "m2",
+              "the TLS drop-in removed and docker restarted: no TLS listener on a docker.tls lab (CIS 2.7)",
+              f"rm -f {DOCKER_UNIT_DIR}/swarmlab-tls.conf && systemctl daemon-reload && "
+              "systemctl restart docker", failure="test_cis_daemon_and_files[{node}-2.7]"),
+        Drift("test_cis_swarm", "m", "the encrypted spec overlay removed (CIS 7.3)",
+              "docker network rm securenet >/dev/null", failure="test_cis_swarm[{node}-7.3]"),
     ],
 ]
 

@@ -190,7 +190,7 @@ def test_dropin_and_listener_drift():
 # --- CIS checks ---------------------------------------------------------------------------
 
 INFO = {
-    "Driver": "overlay2", "LoggingDriver": "json-file", "LiveRestoreEnabled": False,
+    "ServerVersion": "28.5.1", "Driver": "overlay2", "LoggingDriver": "json-file", "LiveRestoreEnabled": False,
     "SecurityOptions": ["name=seccomp,profile=builtin"], "ExperimentalBuild": False,
     "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": {}},
     "Plugins": {"Authorization": None},
@@ -214,7 +214,10 @@ def _facts(**over) -> security.Facts:
         overlays=[{"Name": "ingress", "Ingress": True, "Scope": "swarm", "Options": {}},
                   {"Name": "labnet", "Scope": "swarm", "Options": {}},
                   {"Name": "secure", "Scope": "swarm", "Options": {"encrypted": ""}}],
-        ca_days_left=7000.0,
+        ca_days_left=7000.0, user="root", kernel={"esp4": "missing"},
+        addresses=[{"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},
+                   {"ifname": "eth0", "addr_info": [{"local": "10.77.0.11"}]}],
+        read=set(security.READS),
     )
     for k, v in over.items():
         setattr(f, k, v)
@@ -235,21 +238,94 @@ def test_lab_profile_reports_lab_choices_not_failures():
     assert finding.spec_field == "docker.daemon.icc"
 
 
+TLS_ARGS = ["/usr/sbin/dockerd", "-H", "fd://", "-H", "tcp://10.98.0.11:2376", "--tlsverify",
+            "--tlscacert=/etc/docker/tls/ca.pem", "--tlscert=/etc/docker/tls/server-cert.pem",
+            "--tlskey=/etc/docker/tls/server-key.pem"]
+TLS_STATS = {"/etc/docker/tls/ca.pem": ("root:root", 0o444),
+             "/etc/docker/tls/server-cert.pem": ("root:root", 0o444),
+             "/etc/docker/tls/server-key.pem": ("root:root", 0o400)}
+
+
+def _hardened_facts() -> security.Facts:
+    """A node of the secure lab where every requirement of `hardened` is met."""
+    f = _facts(bridge_options={"com.docker.network.bridge.enable_icc": "false"},
+               daemon_json={"icc": False, "no-new-privileges": True, "userland-proxy": False,
+                            "log-opts": {"max-size": "10m"},
+                            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 8192, "Soft": 1024}}},
+               args=list(TLS_ARGS), stats={**STATS, **TLS_STATS})
+    f.info["SecurityOptions"] = ["name=seccomp,profile=builtin", "name=userns"]
+    f.info["Swarm"]["Managers"] = 3
+    f.info["Swarm"]["Cluster"]["Spec"]["EncryptionConfig"]["AutoLockManagers"] = True
+    f.key_age_days = 0.1
+    f.listeners_2377 = ["10.98.0.11:2377"]
+    f.addresses[1]["addr_info"][0]["local"] = "10.98.0.11"
+    f.overlays = [{"Name": "ingress", "Ingress": True, "Scope": "swarm", "Options": {}},
+                  {"Name": "securenet", "Scope": "swarm", "Options": {"encrypted": ""}}]
+    return f
+
+
 def test_hardened_profile_requires_the_daemon_options():
     spec = _spec()
     status = _status(spec, _facts())
-    for cis in ("2.2", "2.14", "2.16", "7.5"):
+    for cis in ("2.2", "2.8", "2.9", "2.14", "2.16", "7.5"):
         assert status[cis] == security.FAIL, cis
-    hardened = _facts(bridge_options={"com.docker.network.bridge.enable_icc": "false"},
-                      daemon_json={"icc": False, "no-new-privileges": True, "userland-proxy": False,
-                                   "log-opts": {"max-size": "10m"}})
-    hardened.info["Swarm"]["Managers"] = 3
-    hardened.info["Swarm"]["Cluster"]["Spec"]["EncryptionConfig"]["AutoLockManagers"] = True
-    hardened.key_age_days = 0.1
-    hardened.listeners_2377 = ["10.98.0.11:2377"]
-    hardened.overlays = [o for o in hardened.overlays if o["Name"] != "labnet"]
-    status = _status(spec, hardened)
+    status = _status(spec, _hardened_facts())
     assert [c for c, s in status.items() if s == security.FAIL] == [], status
+    assert [c for c, s in status.items() if s == security.LAB] == ["2.1", "2.12", "2.13", "2.15", "7.3", "7.9"]
+
+
+def test_tls_lab_fails_tls_checks_when_dockerd_serves_no_tls():
+    """docker.tls on, dockerd without its TCP listener and files: 2.7 and 3.9-3.14 fail (they
+    passed as "no TCP listener" before)."""
+    spec = _spec()
+    f = _hardened_facts()
+    f.args = ["/usr/sbin/dockerd", "-H", "fd://"]
+    status = _status(spec, f)
+    assert [c for c in ("2.7", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+            if status[c] != security.FAIL] == []
+
+
+def test_ingress_encryption_depends_on_esp_on_the_node():
+    """7.3's ingress case reads the kernel: no ESP is a lab necessity; ESP there (loaded or
+    loadable) makes an unencrypted ingress a lab choice, a failure under `hardened`."""
+    hardened, lab = _spec(), _spec(LOCAL)
+    f = _hardened_facts()
+    assert security.evaluate("7.3", hardened, hardened.nodes[0], f).status == security.LAB
+    f.kernel = {"esp4": "loadable"}
+    got = security.evaluate("7.3", hardened, hardened.nodes[0], f)
+    assert (got.status, got.spec_field) == (security.FAIL, "security.profile")
+    assert "ESP is loadable" in got.detail
+    f = _facts(kernel={"esp4": "loaded"})
+    got = security.evaluate("7.3", lab, lab.nodes[0], f)
+    assert got.status == security.LAB and "ESP is loaded" in got.detail
+    f = _hardened_facts()
+    f.overlays = f.overlays[:1]  # the spec's securenet is gone
+    got = security.evaluate("7.3", hardened, hardened.nodes[0], f)
+    assert got.status == security.FAIL and "securenet" in got.detail
+
+
+def test_daemon_user_and_planes_come_from_the_node():
+    spec = _spec(LOCAL)
+    node = spec.nodes[0]
+    assert security.evaluate("2.1", spec, node, _facts(user="dockremap")).status == security.PASS
+    assert security.evaluate("2.1", spec, node, _facts()).status == security.LAB
+    f = _facts()
+    f.addresses.append({"ifname": "eth1", "addr_info": [{"local": "192.168.9.2"}]})
+    got = security.evaluate("7.9", spec, node, f)
+    assert got.status == security.LAB and "eth1" in got.detail
+    hardened = _spec(**{"nodes": [{"name": "s1", "distro": "debian-13", "ip": "10.98.0.11", "role": "manager"}]})
+    f = _hardened_facts()
+    f.addresses.append({"ifname": "eth1", "addr_info": [{"local": "192.168.9.2"}]})
+    assert security.evaluate("7.9", hardened, hardened.nodes[0], f).status == security.FAIL
+    f.addresses = [{"ifname": "eth1", "addr_info": [{"local": "10.1.1.1"}]}]
+    got = security.evaluate("7.9", hardened, hardened.nodes[0], f)
+    assert got.status == security.FAIL and "no interface carries" in got.detail
+    with_dp = _spec(LOCAL, **{"swarm.data_path_addr": "eth1"})
+    f = _facts()
+    got = security.evaluate("7.9", with_dp, with_dp.nodes[0], f)
+    assert got.status == security.FAIL and "on no interface" in got.detail
+    f.addresses.append({"ifname": "eth1", "addr_info": [{"local": "192.168.9.2"}]})
+    assert security.evaluate("7.9", with_dp, with_dp.nodes[0], f).status == security.PASS
 
 
 def test_tcp_listener_without_tls_fails_and_file_modes_are_checked():
