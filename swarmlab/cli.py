@@ -335,5 +335,13 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
+@main.command()
+def schema() -> None:
+    """Print the lab spec's JSON Schema (for editors: yaml-language-server)."""
+    from swarmlab.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
 if __name__ == "__main__":
     main()
