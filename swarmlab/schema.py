@@ -22,7 +22,8 @@ from swarmlab.spec import LabSpec
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILE = "lab-spec.schema.json"
-BEGIN = "<!-- spec reference: written by `python -m swarmlab.schema` from swarmlab/spec.py; do not edit by hand -->"
+BEGIN = ("<!-- spec reference: written by `python -m swarmlab.schema` from swarmlab/spec.py;"
+         " do not edit by hand -->")
 END = "<!-- end of spec reference -->"
 
 
