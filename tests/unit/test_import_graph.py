@@ -116,9 +116,10 @@ def test_no_import_cycle_in_swarmlab() -> None:
         " -> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("module", sorted(modules()))
+@pytest.mark.parametrize("module", sorted(m for m in modules() if not m.endswith(".__main__")))
 def test_each_module_imports_alone(module: str) -> None:
-    """A fresh interpreter imports the module first (an order-dependent import fails here)."""
+    """A fresh interpreter imports the module first (an order-dependent import fails here);
+    a package's __main__ runs the program when imported, so it is only in the graph."""
     run = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                          cwd=PACKAGE.parent.parent, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
