@@ -1,5 +1,5 @@
-"""`python -m bench`: issue #15's figures on the bench's own container labs (bench3, bench12);
-writes bench/results/latest.{json,png}. `python -m bench.readme` then rewrites README's table.
+"""`python -m bench`: the speed targets' figures on the bench's own container labs (bench3, bench12);
+writes bench/results/latest.{json,png}. `python -m bench.readme` then rewrites docs/benchmarks.md's table.
 
 Default: the 3-node figures and the 12-node scale run against its own 12-node floor
 (`--scale 3` skips the scale run; `--scale 3,6,12` adds sizes). The package-cache comparison
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"] = machine()
     js, png = report.write(result)
     print(report.summary(result))
-    print(f"wrote {js} and {png}; `python -m bench.readme` puts the table into README.md")
+    print(f"wrote {js} and {png}; `python -m bench.readme` puts the table into docs/benchmarks.md")
     return 1 if result.get("error") else 0
 
 

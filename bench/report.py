@@ -1,4 +1,4 @@
-"""Bench results -> target evaluation, printed summary, latest.json, latest.png and README's
+"""Bench results -> target evaluation, printed summary, latest.json, latest.png and docs/benchmarks.md's
 table (no Docker here). Every figure is read from the result; nothing is hard-coded."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TARGETS = (
     ("local_no_change_s", "no-change <= 4 s, changed=0 (labs/local.yaml shape + rootless user)", 4.0),
     ("verify_s", "verify <= 8 s, 0 failed (3 nodes)", 8.0),
     ("scale_12_over_floor", "12 nodes cold <= 1.3x the 12-node floor (ratio)", 1.3),
-    ("drift_repair_s", "drift repair: re-run + verify <= 11 s (derived: 3 s + 8 s; the issue sets none)",
+    ("drift_repair_s", "drift repair: re-run + verify <= 11 s (derived: 3 s + 8 s; no target of its own)",
      11.0),
     ("warm_over_empty", "warm-cache cold converge <= 0.5x empty-cache (ratio; --package-cache)", 0.5),
 )
@@ -213,7 +213,7 @@ def _x(value: float | None) -> str:
 
 
 def markdown(result: dict) -> str:
-    """README's benchmark table and closing note, from one result (latest.json)."""
+    """docs/benchmarks.md's table and closing note, from one result (latest.json)."""
     result = finalize(dict(result))
     f, c, n, v = (result.get(k) or {} for k in ("floor", "cold", "no_change", "verify"))
     dl, d, loc = (result.get(k) or {} for k in ("day_later", "drift_repair", "local"))

@@ -335,6 +335,14 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
+@main.command()
+def schema() -> None:
+    """Print the lab spec's JSON Schema (for editors: yaml-language-server)."""
+    from swarmlab.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
 def _register_vm_commands() -> None:
     from swarmlab.vm.cli import box_group, vm_group
 

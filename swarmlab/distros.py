@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import swarmlab
+
 # Data shared with the Vagrantfile (Ruby reads the same file: node run flags, boxes, memory).
-PLATFORM = json.loads((Path(__file__).parent / "data" / "platform.json").read_text())
+PLATFORM = json.loads((Path(swarmlab.__file__).parent / "data" / "platform.json").read_text())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+import swarmlab
+
+PACKAGE = Path(swarmlab.__file__).resolve().parent  # the package, wherever this module sits in it
 SHIPPED = ("templates", "deploys", "inventories", "labs")  # repo directories the wheel ships
 
 

@@ -90,80 +90,158 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _f(description: str, *examples: Any, **kw: Any) -> Any:
+    """A spec field: its description and examples feed the JSON Schema and docs/spec.md."""
+    return Field(description=description, examples=list(examples), **kw)
+
+
 class NetworkSpec(_Model):
-    subnet: str
-    gateway: str
-    dns: list[str] = Field(default_factory=list, max_length=8)
-    interface: str | None = None  # NIC that carries the lab address when none has it yet
+    """The lab network: every node gets a static address in it."""
+
+    subnet: str = _f("The lab subnet, canonical IPv4 CIDR (/16 to /29); room for the nodes, "
+                     "the gateway and the container lab's package cache.", "10.77.0.0/24")
+    gateway: str = _f("The default gateway inside the subnet (not its network or broadcast "
+                      "address).", "10.77.0.1")
+    dns: list[str] = _f("DNS servers written into each node's network configuration "
+                        "(at most 8; loopback allowed).", ["1.1.1.1", "9.9.9.9"], ["127.0.0.11"],
+                        default_factory=list, max_length=8)
+    interface: str | None = _f("The NIC that carries the lab address when none has it yet "
+                               "(a node's own `interface` wins).", "eth0", "eth1", default=None)
 
 
 class DockerSpec(_Model):
-    source: Literal["auto", "official", "distro"] = "auto"
-    version: str | None = None  # official repo pin: full apt version, e.g. "5:27.3.1-1~ubuntu.24.04~noble"
-    log_driver: str = "json-file"
-    log_opts: dict[str, str] = Field(default_factory=lambda: {"max-size": "10m", "max-file": "3"},
-                                     max_length=32)
-    daemon: dict[str, Any] = Field(default_factory=dict, max_length=64)  # extra daemon.json keys
-    users: list[str] = Field(default_factory=list, max_length=64)  # added to the docker group
-    tls: bool = False  # 2376/tcp with TLS; plaintext 2375 is never opened
+    """Docker Engine on every node: where it comes from and how dockerd runs."""
+
+    source: Literal["auto", "official", "distro"] = _f(
+        "Package source: `official` (Docker's repository), `distro` (the distribution's "
+        "packages) or `auto` (official on Ubuntu, the distro's elsewhere).", "distro", "official",
+        default="auto")
+    version: str | None = _f("Pin of the official repository's packages: the full apt version "
+                             "(from `apt-cache madison docker-ce`).",
+                             "5:27.3.1-1~ubuntu.24.04~noble", default=None)
+    log_driver: str = _f("dockerd's default log driver.", "json-file", "local",
+                         default="json-file")
+    log_opts: dict[str, str] = _f("Options of the log driver (daemon.json `log-opts`).",
+                                  {"max-size": "10m", "max-file": "3"},
+                                  default_factory=lambda: {"max-size": "10m", "max-file": "3"},
+                                  max_length=32)
+    daemon: dict[str, Any] = _f("Extra daemon.json keys (JSON values; not `hosts`, "
+                                "`live-restore: true` under swarm, `iptables: false`).",
+                                {"default-address-pools": [{"base": "172.30.0.0/16", "size": 24}]},
+                                default_factory=dict, max_length=64)
+    users: list[str] = _f("Users added to the docker group on every node.", ["lab"],
+                          default_factory=list, max_length=64)
+    tls: bool = _f("Also serve the Docker API on tcp://LAB_IP:2376 with --tlsverify and a lab "
+                   "CA (plaintext 2375 is never opened).", True, default=False)
 
 
 class OverlaySpec(_Model):
-    name: str
-    subnet: str | None = None
-    encrypted: bool = False
-    attachable: bool = True
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    """An overlay network the swarm creates."""
+
+    name: str = _f("Docker network name (not ingress, docker_gwbridge, bridge, host, none).",
+                   "labnet")
+    subnet: str | None = _f("Its IPv4 CIDR (/16 to /29), disjoint from the lab subnet; "
+                            "none: Docker picks one from the address pool.", "10.30.0.0/24",
+                            default=None)
+    encrypted: bool = _f("IPsec encryption of the data path between nodes.", True, default=False)
+    attachable: bool = _f("Standalone containers may join it (`docker run --network`).", False,
+                          default=True)
+    labels: dict[str, str] = _f("Docker labels of the network.", {"purpose": "lab"},
+                                default_factory=dict, max_length=64)
 
 
 class SwarmSpec(_Model):
-    enabled: bool = True
-    data_path_port: int = 4789
-    default_addr_pool: list[str] = Field(default_factory=list, max_length=16)
-    default_addr_pool_mask_length: int = 24
-    overlays: list[OverlaySpec] = Field(default_factory=list, max_length=32)
-    autolock: bool = False  # managers locked at rest; key in .state/<lab>/swarm-unlock-key
-    rotate_unlock_key: bool = False  # rotate the unlock key on this run (not idempotent)
-    cert_expiry: str | None = None  # node certificate validity, e.g. "2160h"
-    dispatcher_heartbeat: str | None = None  # e.g. "5s"
-    task_history_limit: int | None = Field(default=None, ge=0, le=1000)
-    data_path_addr: str | None = None  # interface for the data path (init/join only)
+    """The swarm: its options and overlays."""
+
+    enabled: bool = _f("Form the swarm; false: Docker Engine only.", False, default=True)
+    data_path_port: int = _f("UDP port of the VXLAN data path (Docker accepts 1024-49151).", 4789,
+                             default=4789)
+    default_addr_pool: list[str] = _f("Address pools overlays get their subnets from (CIDR); "
+                                      "none: Docker's 10.0.0.0/8.", ["10.20.0.0/16"],
+                                      default_factory=list, max_length=16)
+    default_addr_pool_mask_length: int = _f("Prefix length of each overlay subnet cut from the "
+                                            "pools (8-29).", 24, default=24)
+    overlays: list[OverlaySpec] = _f("Overlay networks the swarm creates.",
+                                     [{"name": "labnet", "subnet": "10.30.0.0/24"}],
+                                     default_factory=list, max_length=32)
+    autolock: bool = _f("Managers locked at rest; the unlock key is kept in the lab's state "
+                        "directory (`swarm-unlock-key`).", True, default=False)
+    rotate_unlock_key: bool = _f("Rotate the unlock key on this run (not idempotent; needs "
+                                 "`autolock`).", True, default=False)
+    cert_expiry: str | None = _f("Node certificate validity, a duration of at least 1h.",
+                                 "720h", "2160h", default=None)
+    dispatcher_heartbeat: str | None = _f("Heartbeat period of the dispatcher, a duration.", "5s",
+                                          default=None)
+    task_history_limit: int | None = _f("Tasks kept per service slot (0-1000).", 3,
+                                        default=None, ge=0, le=1000)
+    data_path_addr: str | None = _f("Interface for the data path (set at init/join only).", "eth1",
+                                    default=None)
 
 
 class SecuritySpec(_Model):
-    profile: Literal["lab", "hardened"] = "lab"  # hardened: the CIS daemon options, required
+    """How strictly the daemon is configured and checked (CIS Docker Benchmark)."""
+
+    profile: Literal["lab", "hardened"] = _f(
+        "`hardened` sets the CIS daemon options (icc off, no-new-privileges, no userland "
+        "proxy) and needs `swarm.autolock` and encrypted overlays; `lab` reports them as lab "
+        "choices.", "hardened", default="lab")
 
 
 class RootlessSpec(_Model):
-    users: list[str] = Field(default_factory=list, max_length=64)
+    """Rootless Docker daemons beside the rootful one."""
+
+    users: list[str] = _f("Users who each get a rootless daemon (outside the swarm); a user "
+                          "removed from the list is uninstalled.", ["alice"],
+                          default_factory=list, max_length=64)
 
 
 class FirewallSpec(_Model):
-    backend: Literal["auto", "ufw", "nftables", "none"] = "auto"
-    ssh_port: int = 22
+    """The host firewall that opens the swarm ports to the lab subnet only."""
+
+    backend: Literal["auto", "ufw", "nftables", "none"] = _f(
+        "`auto`: ufw on Ubuntu/Debian, nftables on Manjaro; `none` leaves the firewall alone.",
+        "ufw", default="auto")
+    ssh_port: int = _f("SSH port the firewall keeps open.", 22, 2222, default=22)
 
 
 class NodeSpec(_Model):
-    name: str
-    distro: str
-    ip: str
-    role: Literal["manager", "worker"]
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    interface: str | None = None
-    box: str | None = None  # Vagrant box override
-    cpus: int | None = Field(default=None, ge=1, le=64)
-    memory: int | None = Field(default=None, ge=512, le=262144)  # MiB
+    """One machine of the lab."""
+
+    name: str = _f("Hostname of the node (lowercase letters, digits, '-').", "node1")
+    distro: str = _f("Distribution: one of " + ", ".join(sorted(DISTROS)) + ".", "debian-13",
+                     "ubuntu-24.04", json_schema_extra={"enum": sorted(DISTROS)})
+    ip: str = _f("Its static lab address, inside `network.subnet`.", "10.77.0.11")
+    role: Literal["manager", "worker"] = _f("Swarm role; the lab needs an odd number of "
+                                            "managers.", "manager")
+    labels: dict[str, str] = _f("Swarm node labels (Docker label keys).", {"zone": "a"},
+                                default_factory=dict, max_length=64)
+    interface: str | None = _f("This node's lab NIC (overrides `network.interface`).", "enp0s8",
+                               default=None)
+    box: str | None = _f("Vagrant box override (owner/name).", "bento/ubuntu-24.04", default=None)
+    cpus: int | None = _f("Vagrant VM CPUs (1-64).", 2, default=None, ge=1, le=64)
+    memory: int | None = _f("Vagrant VM memory in MiB (512-262144).", 2048, default=None, ge=512,
+                            le=262144)
 
 
 class LabSpec(_Model):
-    name: str
-    network: NetworkSpec
-    docker: DockerSpec = DockerSpec()
-    swarm: SwarmSpec = SwarmSpec()
-    rootless: RootlessSpec = RootlessSpec()
-    firewall: FirewallSpec = FirewallSpec()
-    security: SecuritySpec = SecuritySpec()
-    nodes: list[NodeSpec] = Field(max_length=100)
+    """A swarmlab lab spec: the single source of truth for one lab."""
+
+    name: str = _f("Lab name (a hostname): names the lab's Docker objects and state directory.",
+                   "local")
+    network: NetworkSpec = _f("The lab network.", {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1",
+                                                    "interface": "eth0"})
+    docker: DockerSpec = _f("Docker Engine.", {"source": "distro", "users": ["lab"]},
+                            default=DockerSpec())
+    swarm: SwarmSpec = _f("The swarm.", {"default_addr_pool": ["10.20.0.0/16"]},
+                          default=SwarmSpec())
+    rootless: RootlessSpec = _f("Rootless Docker users.", {"users": ["alice"]},
+                                default=RootlessSpec())
+    firewall: FirewallSpec = _f("The host firewall.", {"backend": "auto"}, default=FirewallSpec())
+    security: SecuritySpec = _f("Security profile.", {"profile": "hardened"},
+                                default=SecuritySpec())
+    nodes: list[NodeSpec] = _f("The machines (at most 100).",
+                               [{"name": "node1", "distro": "debian-13", "ip": "10.77.0.11",
+                                 "role": "manager"}], max_length=100)
 
     @property
     def managers(self) -> list[NodeSpec]:

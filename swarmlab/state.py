@@ -12,11 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+import swarmlab
+
 STATE_DIR = ".swarmlab"
 LEGACY_STATE_DIR = ".state"
 # the repo root this module sits in: only meaningful in a checkout (tests/live use it); package
 # code finds its files with swarmlab.shipped instead (a unit test checks)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(swarmlab.__file__).resolve().parent.parent
 
 _noticed: set[Path] = set()
 

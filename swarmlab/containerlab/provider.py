@@ -22,8 +22,8 @@ NODE_LABEL = "swarmlab.node"
 
 # What a systemd node with a nested dockerd needs: not the --privileged flag, but as much as
 # it: every capability but SYS_RESOURCE, no seccomp or AppArmor confinement, access to every
-# device, the host's cgroup tree. Root in a node is root on the Docker host (see README,
-# "The container lab"). Shared with the Vagrantfile's docker provider.
+# device, the host's cgroup tree. Root in a node is root on the Docker host (see
+# docs/container-lab.md, "How the container lab is built"). Shared with the Vagrantfile's docker provider.
 NODE_RUN_FLAGS = tuple(PLATFORM["node_run_flags"])
 # `sh -c` scripts take paths and names as arguments ($1, $2), never formatted into the script
 WRITE_STDIN = 'cat > "$1"'

@@ -17,7 +17,9 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
 from swarmlab.distros import DISTROS, Distro, distro_from_os_release
+from swarmlab.provision import factcache
 from swarmlab.provision.ops import fail
+from swarmlab.provision.prefetch import lab_facts
 from swarmlab.shipped import shipped
 from swarmlab.spec import LabSpec, NodeSpec, load_spec
 
@@ -84,6 +86,18 @@ def checked_distro() -> Distro | None:
     return distro
 
 
+def declare_lab_facts() -> None:
+    """Declare the lab's facts on this host once per run (every sub-deploy calls this first):
+    those of every concern this run imported (prefetch's registry)."""
+    if factcache.declared():
+        return
+    node = lab_node()
+    distro = DISTROS.get(node.distro)
+    if distro is None:
+        return
+    factcache.declare(lab_facts(lab_spec(), node, distro))
+
+
 def lab_deploy(title: str) -> Callable[[Callable[[LabSpec, NodeSpec, Distro], None]], Callable]:
     """`@deploy(title)` for a sub-deploy: it declares the lab's facts (one batch per node),
     checks the distro (the host fails when it is wrong) and calls the function with the spec,
@@ -93,8 +107,6 @@ def lab_deploy(title: str) -> Callable[[Callable[[LabSpec, NodeSpec, Distro], No
         @deploy(title)
         @functools.wraps(fn)
         def run() -> None:
-            from swarmlab.provision.prefetch import declare_lab_facts
-
             declare_lab_facts()
             distro = checked_distro()
             if distro is not None:

@@ -28,7 +28,7 @@ from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
 from swarmlab.provision.packages import install_packages
-from swarmlab.provision.prefetch import file_facts, service_facts, user_facts
+from swarmlab.provision.prefetch import file_facts, register_facts, service_facts, user_facts
 from swarmlab.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -192,3 +192,6 @@ def daemon_json(spec: LabSpec):
         mode="0644",
         config=daemon_config(spec),
     )
+
+
+register_facts(__name__, 40, lambda spec, node, distro: docker_facts(spec, node))

@@ -17,7 +17,7 @@ from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import NftTable
 from swarmlab.provision.ops import changed
 from swarmlab.provision.packages import install_packages
-from swarmlab.provision.prefetch import file_facts, service_facts
+from swarmlab.provision.prefetch import file_facts, register_facts, service_facts
 from swarmlab.provision.shell import argv
 from swarmlab.provision.ufw import UfwAddedRules, UfwStatus, ufw_enabled, ufw_rules
 from swarmlab.spec import LabSpec, NodeSpec
@@ -134,3 +134,6 @@ def swarm_firewall(spec: LabSpec, _node: NodeSpec, distro: Distro) -> None:
         systemd.daemon_reload(name="systemd reload for the firewall unit", _if=unit.did_change)
         systemd.service(name="swarmlab-firewall at boot", service="swarmlab-firewall.service",
                         enabled=True)
+
+
+register_facts(__name__, 70, lambda spec, node, distro: firewall_facts(spec, distro))

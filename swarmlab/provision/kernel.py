@@ -8,9 +8,10 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
+from swarmlab.provision.context import declare_lab_facts
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import KernelModules
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts, sysctl_facts
+from swarmlab.provision.prefetch import file_facts, register_facts, sysctl_facts
 
 # module -> what does not work without it
 MODULE_FEATURES: dict[str, str] = {
@@ -69,3 +70,6 @@ def kernel_prerequisites() -> None:
             continue
         server.sysctl(name=f"sysctl {key}={value}", key=key, value=value, persist=True,
                       persist_file=SYSCTL_FILE)
+
+
+register_facts(__name__, 20, lambda spec, node, distro: kernel_facts())

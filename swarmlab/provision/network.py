@@ -19,7 +19,7 @@ from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
 from swarmlab.provision.packages import install_packages
-from swarmlab.provision.prefetch import file_facts, service_facts
+from swarmlab.provision.prefetch import file_facts, register_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, NodeSpec
 
@@ -209,3 +209,6 @@ def lab_address_applied(iface: str, backend: str, cidr: str, gateway: str, file_
     else:
         yield "nmcli connection reload"
         yield argv("nmcli", "connection", "up", NM_CONNECTION.format(iface=iface))
+
+
+register_facts(__name__, 30, lambda spec, node, distro: network_facts(spec, node, distro))

@@ -21,6 +21,8 @@ from pyinfra.operations import apt, files
 
 from swarmlab.distros import PACKAGE_FAMILIES, Distro
 from swarmlab.provision.context import template
+from swarmlab.provision.factcache import Request
+from swarmlab.provision.prefetch import file_facts, register_facts
 from swarmlab.provision.shell import argv
 
 APT_CACHE_TIME = 3600  # apt lists younger than this are not updated again (idempotent re-runs)
@@ -102,3 +104,12 @@ INSTALLERS: dict[str, Installer] = {
     "apt": Installer(DebPackages, apt_install),
     "pacman": Installer(PacmanPackages, pacman_sync_install),
 }
+
+
+def package_facts(distro: Distro) -> list[Request]:
+    """The family's installed-packages fact and its lock-wait file (PACKAGE_FAMILIES)."""
+    lock_wait = PACKAGE_FAMILIES[distro.family].lock_wait
+    return [(INSTALLERS[distro.family].installed, {}), *(file_facts(lock_wait[1]) if lock_wait else [])]
+
+
+register_facts(__name__, 10, lambda spec, node, distro: package_facts(distro))

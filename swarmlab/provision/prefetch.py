@@ -1,27 +1,38 @@
 """The facts a lab deploy asks on a node, declared up front: read as one batch (factcache).
 
-Each concern lists what its operations read on a run that finds the node as the spec says
-(the no-change run): pyinfra's own operations' facts (`files.template` -> the parent
-`Directory`, `File`, `Sha1File`; `systemd.service` -> `SystemdStatus`, `SystemdEnabled`; ...)
-and swarmlab's. Every sub-deploy calls `declare_lab_facts()` first; the first call on a host
-declares the whole lab's list, so a full `deploys/swarm.py` run reads it in one command and a
-single sub-deploy run in one command too. A fact missing here is only read alone (slower);
-one listed but not asked costs a few lines of the batch.
+Each concern module registers, when it is imported, what its operations read on a run that
+finds the node as the spec says (the no-change run): pyinfra's own operations' facts
+(`files.template` -> the parent `Directory`, `File`, `Sha1File`; `systemd.service` ->
+`SystemdStatus`, `SystemdEnabled`; ...) and swarmlab's (`register_facts`). Every sub-deploy
+calls `context.declare_lab_facts()` first; the first call on a host declares the facts of every
+concern the run imported, so a full `deploys/swarm.py` run reads them in one command and a
+single sub-deploy run its own in one command too. A fact missing here is only read alone
+(slower); one listed but not asked costs a few lines of the batch. This module imports no
+concern: the concerns import it (one direction).
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 
 from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.hardware import NetworkDevices
 from pyinfra.facts.server import Groups, LinuxDistribution, Os, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from swarmlab.distros import DISTROS, PACKAGE_FAMILIES, Distro
-from swarmlab.provision import factcache
+from swarmlab.distros import Distro
 from swarmlab.provision.factcache import Request
 from swarmlab.spec import LabSpec, NodeSpec
+
+FactSet = Callable[[LabSpec, NodeSpec, Distro], list[Request]]
+# concern module -> (its place in the batch, its fact set); filled by each concern at import
+FACT_SETS: dict[str, tuple[int, FactSet]] = {}
+
+
+def register_facts(module: str, order: int, facts: FactSet) -> None:
+    """A concern's fact set (`spec, node, distro -> requests`), at `order` in the batch."""
+    FACT_SETS[module] = (order, facts)
 
 
 def file_facts(dest: str) -> list[Request]:
@@ -52,41 +63,8 @@ def user_facts(home: str) -> list[Request]:
     return [(Users, {}), (Groups, {}), (Os, {}), (Directory, {"path": home})]
 
 
-def package_facts(distro: Distro) -> list[Request]:
-    """The family's installed-packages fact and its lock-wait file (PACKAGE_FAMILIES)."""
-    from swarmlab.provision.packages import INSTALLERS
-
-    lock_wait = PACKAGE_FAMILIES[distro.family].lock_wait
-    return [(INSTALLERS[distro.family].installed, {}), *(file_facts(lock_wait[1]) if lock_wait else [])]
-
-
 def lab_facts(spec: LabSpec, node: NodeSpec, distro: Distro) -> list[Request]:
-    """Every fact the sub-deploys of `deploys/swarm.py` read on `node` in a no-change run."""
-    from swarmlab.provision import docker, firewall, kernel, network, rootless, swarm, tls
-
-    return [
-        (LinuxDistribution, {}),
-        *package_facts(distro),
-        *kernel.kernel_facts(),
-        *network.network_facts(spec, node, distro),
-        *docker.docker_facts(spec, node),
-        *tls.tls_facts(spec),
-        *rootless.rootless_facts(spec, node, distro),
-        *firewall.firewall_facts(spec, distro),
-        *swarm.swarm_facts(spec, node),
-        (NetworkDevices, {}),
-    ]
-
-
-def declare_lab_facts() -> None:
-    """Declare the lab's facts on this host once per run (every sub-deploy calls this first)."""
-    from swarmlab.provision.context import lab_node, lab_spec
-
-    if factcache.declared():
-        return
-    node = lab_node()
-    distro = DISTROS.get(node.distro)
-    if distro is None:
-        return
-    factcache.declare(lab_facts(lab_spec(), node, distro))
-
+    """Every fact the registered concerns' operations read on `node` in a no-change run."""
+    sets = sorted(FACT_SETS.values(), key=lambda entry: entry[0])
+    return [(LinuxDistribution, {}), *(r for _, fn in sets for r in fn(spec, node, distro)),
+            (NetworkDevices, {})]

@@ -21,10 +21,10 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.context import ctx_state
 
 from swarmlab.provision.autolock import init_args, swarm_options, unlock_if_locked
-from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
-from swarmlab.provision.prefetch import declare_lab_facts
+from swarmlab.provision.prefetch import register_facts
 from swarmlab.provision.shell import argv, line, q
 from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
 from swarmlab.swarm_state import from_swarm
@@ -328,3 +328,6 @@ def form_swarm() -> None:
             labels=dict(net.labels),
         )
     ingress_network(name="ingress network", is_first=is_first)
+
+
+register_facts(__name__, 80, lambda spec, node, distro: swarm_facts(spec, node))

@@ -20,12 +20,12 @@ from pyinfra.operations import files
 
 from swarmlab import tls
 from swarmlab.provision.autolock import unlock_if_locked
-from swarmlab.provision.context import lab_node, lab_spec
+from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime
 from swarmlab.provision.ops import changed
-from swarmlab.provision.prefetch import declare_lab_facts, file_facts
+from swarmlab.provision.prefetch import file_facts, register_facts
 from swarmlab.provision.shell import line, q
 from swarmlab.spec import LabSpec
 
@@ -178,3 +178,6 @@ def _json_differs(spec) -> bool:
         return have is not None and json.loads("\n".join(have)) != daemon_config(spec)
     except ValueError:
         return True
+
+
+register_facts(__name__, 50, lambda spec, node, distro: tls_facts(spec))

@@ -3,7 +3,7 @@
 deploy owns (the rest is put back by the test and marked "not owned").
 
 Breaks are grouped in rounds of independent ones (different nodes or different checks), so
-one verify run and one deploy serve several. README's drift table is made from DRIFTS.
+one verify run and one deploy serve several. docs/checks.md's drift table is made from DRIFTS.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ ROUNDS: list[list[Drift]] = [
 
 DRIFTS = [d for r in ROUNDS for d in r]
 
-# checks that cannot be broken here, with the reason (the README table lists them too)
+# checks that cannot be broken here, with the reason (docs/checks.md's table lists them too)
 NOT_BROKEN = {
     "test_required_kernel_feature": "overlay/vxlan are kernel features of this machine; a node "
     "container cannot unload them",
@@ -172,7 +172,7 @@ NOT_BROKEN = {
 }
 
 
-# issue #13, the secure lab only (3 managers: "m", "m2", "m3"; TLS, autolock, hardened)
+# the secure lab only (3 managers: "m", "m2", "m3"; TLS, autolock, hardened)
 DOCKER_UNIT_DIR = "/etc/systemd/system/docker.service.d"
 SECURE_ROUNDS: list[list[Drift]] = [
     [
@@ -236,7 +236,7 @@ def failure_id(spec: LabSpec, drift: Drift) -> str:
 
 
 def markdown_table() -> str:
-    """README's drift table: check -> how it was broken -> caught -> repaired by a re-run."""
+    """docs/checks.md's drift table: check -> how it was broken -> caught -> repaired by a re-run."""
     lines = ["| check | how it was broken | caught | repaired by a deploy re-run |",
              "|---|---|---|---|"]
     for d in DRIFTS:
@@ -256,7 +256,7 @@ A_DAY_LATER = ("touch -d '2 days ago' /var/lib/apt/periodic/update-success-stamp
 
 
 def record(lab: str, round_no: int, timings: dict) -> None:
-    """Keep each round's timings in reports/drift.json (for the README and the notes)."""
+    """Keep each round's timings in reports/drift.json (for docs/checks.md and the notes)."""
     REPORT.parent.mkdir(exist_ok=True)
     data = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     data.setdefault(lab, {})[str(round_no)] = dict(timings, when=time.strftime("%Y-%m-%d %H:%M"))

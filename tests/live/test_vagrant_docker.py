@@ -1,4 +1,4 @@
-"""The Vagrantfile's docker provider, for real, as the README's three commands: `swarmlab
+"""The Vagrantfile's docker provider, for real, as docs/vms.md's three commands: `swarmlab
 vagrant-prep` builds the node image, the lab network and key and prints the exports;
 `vagrant up --provider=docker` runs the spec's nodes as systemd containers of that image, `pyinfra inventories/lab.py
 deploys/swarm.py` converges them through the inventory's python-vagrant path (SSH user, key
@@ -104,7 +104,7 @@ def vlab():
         env.setenv("VAGRANT_CHECKPOINT_DISABLE", "1")
         env.setenv("VAGRANT_NO_COLOR", "1")
         lab.clean()  # leftovers of an interrupted earlier run
-        # the README's first command: image, network, key; the exports come on stdout
+        # docs/vms.md's first command: image, network, key; the exports come on stdout
         prep = subprocess.run([sys.executable, "-m", "swarmlab.cli", "vagrant-prep", "--spec",
                                str(SPEC_PATH)], capture_output=True, text=True, cwd=PROJECT_ROOT)
         assert prep.returncode == 0, prep.stdout + prep.stderr

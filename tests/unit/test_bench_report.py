@@ -1,5 +1,5 @@
 """bench/report.py and bench/readme.py on a small recorded result (no Docker): JSON keys,
-targets with their extra conditions, PNG written, README table generated from latest.json."""
+targets with their extra conditions, PNG written, docs/benchmarks.md's table generated from latest.json."""
 
 from __future__ import annotations
 
@@ -147,10 +147,10 @@ def test_readme_rewrite_replaces_only_the_marked_block():
 
 
 def test_readme_bench_table_is_latest_json():
-    """README's table is generated from bench/results/latest.json (`python -m bench.readme`)."""
+    """docs/benchmarks.md's table is generated from bench/results/latest.json (`python -m bench.readme`)."""
     latest = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
-    text = (ROOT / "README.md").read_text()
-    assert readme.rewrite(text, latest) == text, "README's bench table is stale: run python -m bench.readme"
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert readme.rewrite(text, latest) == text, "docs/benchmarks.md's table is stale: run python -m bench.readme"
 
 
 def test_a_scale_size_that_could_not_start_is_reported_not_run():

@@ -13,7 +13,7 @@ from swarmlab.distros import DISTROS
 from swarmlab.provision import factcache
 from swarmlab.provision.factcache import MARK, FactBatch, fact_key
 from swarmlab.provision.facts import DockerDaemonState, KernelModules, SwarmInfo
-from swarmlab.provision.prefetch import lab_facts
+from swarmlab.provision.prefetch import FACT_SETS, lab_facts
 from swarmlab.provision.ufw import UfwStatus
 from swarmlab.spec import load_spec
 
@@ -140,6 +140,11 @@ def test_a_change_on_another_host_drops_the_answers_too():
 
 
 def test_lab_facts_cover_every_step_of_both_labs():
+    # what deploys/swarm.py imports: each concern registers its fact set at import
+    from swarmlab.provision import docker, firewall, kernel, lab_packages, network, rootless, swarm, tls  # noqa: F401
+
+    assert {m.rsplit(".", 1)[-1] for m in FACT_SETS} == {
+        "packages", "kernel", "network", "docker", "tls", "rootless", "firewall", "swarm"}
     for path in (LOCAL, VMLAB):
         spec = load_spec(path)
         for node in spec.nodes:

@@ -373,10 +373,10 @@ def test_package_cache_start_says_what_it_does(engine: Engine, monkeypatch) -> N
     assert all(line.endswith("s)") for line in said[1:])
 
 
-def test_readme_vagrant_docker_provider_is_three_commands() -> None:
-    """The README's docker-provider path: vagrant-prep, vagrant up, deploy; no python one-liner."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("### Docker provider (no VM)", 1)[1].split("\n## ", 1)[0]
+def test_vagrant_docker_provider_is_three_commands() -> None:
+    """docs/vms.md's docker-provider path: vagrant-prep, vagrant up, deploy; no python one-liner."""
+    page = (PROJECT_ROOT / "docs" / "vms.md").read_text()
+    section = page.split("## Docker provider (no VM)", 1)[1].split("\n## ", 1)[0]
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
     assert commands == [

@@ -169,14 +169,14 @@ def test_tcp_api_hosts_in_every_spelling():
     assert _tcp_api_hosts(["/usr/sbin/dockerd", "-H", "fd://"]) == []
 
 
-def test_readme_drift_table_is_the_drift_suites():
+def test_checks_page_drift_table_is_the_drift_suites():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from live.drift import DRIFTS, markdown_table
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert markdown_table() in readme, "README's drift table is stale: regenerate it from tests/live/drift.py"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "checks.md").read_text()
+    assert markdown_table() in page, "docs/checks.md's drift table is stale: regenerate it from tests/live/drift.py"
     import swarmlab.verify
 
     verify = Path(swarmlab.verify.__file__).parent  # the suite under test (installed or the checkout's)

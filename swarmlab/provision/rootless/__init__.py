@@ -28,13 +28,13 @@ from pyinfra.facts.server import Users
 from pyinfra.operations import files, server, systemd
 
 from swarmlab.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
-from swarmlab.provision.context import checked_distro, lab_node, lab_spec, render, template
+from swarmlab.provision.context import checked_distro, declare_lab_facts, lab_node, lab_spec, render, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
 from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import (
-    declare_lab_facts,
     file_facts,
+    register_facts,
     service_facts,
     sysctl_facts,
     user_facts,
@@ -267,3 +267,6 @@ def _uninstall(user: str, path: str | None, setuptool: str | None) -> None:
     files.file(name=f"{user}: no rootless daemon.json", path=f"{home}/.config/docker/daemon.json",
                present=False)
     linger(name=f"{user}: not lingering", user=user, enabled=False)
+
+
+register_facts(__name__, 60, lambda spec, node, distro: rootless_facts(spec, node, distro))
