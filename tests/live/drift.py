@@ -457,7 +457,12 @@ def run_round(lab, drifts: list[Drift]) -> dict:
 
 
 def _printed_still_failing(spec: LabSpec, printed: list[Drift], run) -> list[Drift]:
-    failed = _failed_ids(run.err) if run.rc != 0 else set()
+    """The printed drifts whose checks still fail (all of them when verify did not run)."""
+    if run.rc == 0:
+        return []
+    failed = _failed_ids(run.err)
+    if run.rc != 1 or not failed:
+        return list(printed)
     return [d for d in printed if set(failure_ids(spec, d)) & failed]
 
 
