@@ -80,7 +80,7 @@ drift round), not typed: "not run" means no recorded run has made that break yet
 
 {not_broken_table()}
 
-Regenerate this page after a drift run: `.venv/bin/python -m tests.live.checks_doc`
+Each drift round rewrites this page; by hand: `.venv/bin/python -m tests.live.checks_doc`
 (results: `{RESULTS.relative_to(DOC.parents[1])}`).
 """
 

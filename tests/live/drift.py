@@ -6,8 +6,8 @@ as root on the node, and the check must pass again.
 
 Breaks are grouped in rounds of independent ones (different nodes or different checks), so
 one verify run and one deploy serve several. Each run records what happened per break (caught,
-repaired by the deploy, repaired by the printed command) in docs/drift-results.json;
-docs/checks.md's drift table is made from that record.
+repaired by the deploy, repaired by the printed command) in docs/drift-results.json and
+rewrites docs/checks.md, whose drift table is made from that record.
 """
 
 from __future__ import annotations
@@ -448,6 +448,9 @@ def run_round(lab, drifts: list[Drift]) -> dict:
     finally:
         for d in drifts:
             save_result(spec.name, d, **outcome[drift_key(d)])
+        from .checks_doc import main as write_checks_doc  # the page follows the record
+
+        write_checks_doc()
         if not restored:  # a failed assertion above: leave the lab usable for the next round
             for d in drifts:
                 if not d.owned:
