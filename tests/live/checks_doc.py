@@ -43,8 +43,8 @@ Each leaf field of the lab spec (`swarmlab/spec.py`; `[]` is every item of a lis
 checks in `swarmlab/verify` that read it back from the nodes, or to the reason no check can.
 {checked} of {len(fields)} fields are checked; {len(fields) - checked} cannot be. A unit test
 (`tests/unit/test_checks_coverage.py`) walks the spec model and fails on a field with neither,
-so a new field cannot land unchecked. Checks for a field the spec leaves out (an empty list, no
-value) skip and say so.
+so a new field cannot land unchecked. A field the spec leaves out (an empty list, no value) is
+Docker's or the distro's to choose: its check skips and says so, or compares only what is set.
 
 {coverage.markdown_table()}
 
