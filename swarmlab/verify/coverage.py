@@ -2,7 +2,7 @@
 
 Every leaf field of `LabSpec` (list items as `[]`: `nodes[].ip`) maps to the checks in
 swarmlab/verify that read it back from the nodes, or to the reason no check can. A unit test
-walks the model and fails on a field with neither; docs/checks.md shows `markdown_table()`.
+walks the model and fails on a field with neither; docs/verify-coverage.md shows `markdown_table()`.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def unmapped() -> list[str]:
 
 
 def markdown_table() -> str:
-    """docs/checks.md's table: spec field -> the checks that assert it, or why none can."""
+    """docs/verify-coverage.md's table: spec field -> the checks that assert it, or why none can."""
     lines = ["| spec field | checked on the live host by |", "|---|---|"]
     for path in leaf_fields():
         if CHECKS.get(path):

@@ -1,7 +1,7 @@
-"""docs/checks.md, made from the data: the spec-field coverage (swarmlab/verify/coverage.py),
+"""docs/verify-coverage.md, made from the data: the spec-field coverage (swarmlab/verify/coverage.py),
 the drift table of the recorded runs (docs/drift-results.json) and the checks no round breaks.
 
-    .venv/bin/python -m tests.live.checks_doc     # rewrite docs/checks.md
+    .venv/bin/python -m tests.live.checks_doc     # rewrite docs/verify-coverage.md
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from swarmlab.verify import coverage
 
 from .drift import DRIFTS, RESULTS, drift_key, load_results, markdown_table, not_broken_table
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "checks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "verify-coverage.md"
 
 
 def _counts(results: dict) -> str:

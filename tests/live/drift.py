@@ -7,7 +7,7 @@ as root on the node, and the check must pass again.
 Breaks are grouped in rounds of independent ones (different nodes or different checks), so
 one verify run and one deploy serve several. Each run records what happened per break (caught,
 repaired by the deploy, repaired by the printed command) in docs/drift-results.json and
-rewrites docs/checks.md, whose drift table is made from that record.
+rewrites docs/verify-coverage.md, whose drift table is made from that record.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ ROUNDS: list[list[Drift]] = [
 
 DRIFTS = [d for r in ROUNDS for d in r]
 
-# checks no drift round breaks, with the reason (docs/checks.md lists them; a unit test asks
+# checks no drift round breaks, with the reason (docs/verify-coverage.md lists them; a unit test asks
 # that every check in swarmlab/verify is broken in a round or named here)
 _SWARM_LISTENERS = ("the swarm's own listener: breaking it means leaving the swarm (the "
                     "`swarm leave` round covers that)")
@@ -307,7 +307,7 @@ def _cell(results: dict, key: str, test) -> str:
 
 
 def markdown_table(results: dict | None = None) -> str:
-    """docs/checks.md's drift table, from the recorded runs (docs/drift-results.json): check ->
+    """docs/verify-coverage.md's drift table, from the recorded runs (docs/drift-results.json): check ->
     how it was broken -> caught -> repaired by a deploy re-run -> repaired by the printed command."""
     results = load_results() if results is None else results
     lines = ["| check | how it was broken | caught | repaired by a deploy re-run "
@@ -324,7 +324,7 @@ def markdown_table(results: dict | None = None) -> str:
 
 
 def not_broken_table() -> str:
-    """docs/checks.md's list of checks no drift round breaks, with the reason."""
+    """docs/verify-coverage.md's list of checks no drift round breaks, with the reason."""
     lines = ["| check | why no drift round breaks it |", "|---|---|"]
     lines += [f"| `{check}` | {why} |" for check, why in NOT_BROKEN.items()]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """Every spec field has a live check (or a stated reason), every check is broken by the drift
-suite (or named with a reason), and docs/checks.md is made from that data; the repairs verify
+suite (or named with a reason), and docs/verify-coverage.md is made from that data; the repairs verify
 prints for state the deploy does not own."""
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def test_every_check_is_broken_by_the_drift_suite_or_says_why_not():
 
 
 def test_docs_checks_page_is_made_from_the_data():
-    assert (ROOT / "docs" / "checks.md").read_text() == checks_doc.render(), \
-        "docs/checks.md is stale: run .venv/bin/python -m tests.live.checks_doc"
+    assert (ROOT / "docs" / "verify-coverage.md").read_text() == checks_doc.render(), \
+        "docs/verify-coverage.md is stale: run .venv/bin/python -m tests.live.checks_doc"
 
 
 def test_drift_table_comes_from_the_recorded_outcomes():

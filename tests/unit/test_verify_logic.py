@@ -170,8 +170,8 @@ def test_tcp_api_hosts_in_every_spelling():
 
 
 def test_readme_points_at_the_generated_drift_table():
-    """The drift table lives in docs/checks.md, made from the recorded runs
+    """The drift table lives in docs/verify-coverage.md, made from the recorded runs
     (tests/unit/test_checks_coverage.py checks it); README holds no typed copy."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "[docs/checks.md](docs/checks.md)" in readme
+    assert "[docs/verify-coverage.md](docs/verify-coverage.md)" in readme
     assert "| check | how it was broken |" not in readme
