@@ -168,14 +168,16 @@ def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, publis
 # --- spec fields without a check before, and repairs for state the deploy does not own ---
 
 def test_docker_users_in_the_docker_group(host, spec):
-    """docker.users: each account exists and is in the docker group (the deploy adds it)."""
-    if not spec.docker.users:
-        pytest.skip("docker.users is empty")
+    """docker.users: the docker group exists and each listed account is in it (the deploy
+    adds it). A failed read fails the check."""
+    group = host.run("getent group docker")
+    assert group.rc == 0 and group.stdout.startswith("docker:"), (
+        f"cannot read the docker group (exit {group.rc}): {(group.stderr or group.stdout).strip()[:200]}")
     wrong = []
     for user in spec.docker.users:
         groups = host.run(f"id -nG {shlex.quote(user)}")
-        if groups.rc != 0:
-            wrong.append(f"{user} does not exist")
+        if groups.rc != 0 or not groups.stdout.strip():
+            wrong.append(f"{user}: no such account or unreadable (exit {groups.rc})")
         elif "docker" not in groups.stdout.split():
             wrong.append(f"{user} is not in the docker group (groups: {groups.stdout.strip()})")
     assert not wrong, "; ".join(wrong)
@@ -196,7 +198,9 @@ def test_docker_packages_from_the_specs_source(host, spec, node):
 def test_no_dropin_serves_plaintext_api(host, record_property):
     """No systemd drop-in of docker.service gives dockerd a tcp:// host without TLS; each one
     found is printed with the command that removes it (and restarts docker)."""
-    paths = host.run("systemctl show docker.service -p DropInPaths --value").stdout.split()
+    show = host.run("systemctl show docker.service -p DropInPaths --value")
+    assert show.rc == 0, f"cannot read docker.service's drop-ins (exit {show.rc}): {show.stderr.strip()[:200]}"
+    paths = show.stdout.split()
     found = []
     for path in paths:
         text = host.file(path).content_string
