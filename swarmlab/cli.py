@@ -259,6 +259,8 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
         click.echo(f"  skipped: {reason}")
     for failure in result.failures:
         click.echo(f"  failed: {failure}", err=True)
+        for line in result.repairs.get(failure.split(": ", 1)[0], []):
+            click.echo(f"    {line}", err=True)
     if result.security:
         lines = pipeline.security_report(result)
         findings = result.report.parent / "security-report.txt"

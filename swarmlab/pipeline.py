@@ -26,6 +26,7 @@ from swarmlab.progress import run_streamed
 from swarmlab.shipped import PACKAGE, shipped
 from swarmlab.spec import LabSpec
 from swarmlab.state import lab_state_dir, state_root
+from swarmlab.verify import repairs as repair_hints
 
 # the thin entry points a user runs with pyinfra; the wheel ships them inside the package
 INVENTORY = shipped("inventories") / "lab.py"
@@ -63,6 +64,8 @@ class VerifyResult:
     # CIS findings (swarmlab/verify/test_security.py): node -> {pass, lab choice, fail} counts
     security: dict[str, dict[str, int]] = field(default_factory=dict)
     security_findings: list[str] = field(default_factory=list)
+    # failed test id -> lines to print under it ("repair on NODE (as root): COMMAND")
+    repairs: dict[str, list[str]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -223,6 +226,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
     failures: list[str] = []
     security: dict[str, dict[str, int]] = {}
     findings: list[str] = []
+    repairs: dict[str, list[str]] = {}
     logs = []
     phase_reports = []
     for phase_name, marker in VERIFY_PHASES:
@@ -250,6 +254,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
         reasons |= phase_reasons
         failures += phase_failures
         _add_security(report, security, findings)
+        repairs.update(_repairs(report))
     (state / "verify.log").write_text("\n".join(logs))
     report = _merge_junit(phase_reports, state / "verify-junit.xml")
     passed = totals["tests"] - totals["failed"] - totals["skipped"]
@@ -257,6 +262,7 @@ def run_verify(spec: LabSpec, spec_path: Path, extra: list[str] | None = None,
         passed=passed, failed=totals["failed"], skipped=totals["skipped"],
         seconds=time.monotonic() - start, skip_reasons=sorted(reasons), report=report,
         failures=failures, security=security, security_findings=sorted(findings),
+        repairs=repairs,
     )
 
 
@@ -317,6 +323,22 @@ def _junit(report: Path) -> tuple[dict[str, int], set[str], list[str]]:
             message = (bad.get("message") or "").strip().splitlines()
             failures.append(f"{case.get('name')}: {message[0][:300] if message else bad.tag}")
     return counts, reasons, failures
+
+
+def _repairs(report: Path) -> dict[str, list[str]]:
+    """Failed test id -> the repair lines for it (swarmlab/verify/repairs.py)."""
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        recorded = [p.get("value") or "" for p in case.iter("property")
+                    if p.get("name") == repair_hints.PROPERTY]
+        lines = repair_hints.repairs_for(case.get("name") or "", recorded)
+        if lines:
+            out[case.get("name") or ""] = lines
+    return out
 
 
 def summary_line(deploy: DeployResult | None, verify: VerifyResult | None, hosts: int) -> str:

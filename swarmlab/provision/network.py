@@ -122,7 +122,7 @@ def static_address(spec: LabSpec, node: NodeSpec, distro: Distro) -> None:
     lab_address_applied(
         name="lab address applied",
         iface=iface, backend=distro.network_backend, cidr=cidr, gateway=spec.network.gateway,
-        file_op=conf,
+        file_op=conf, dns=tuple(spec.network.dns),
     )
 
 
@@ -130,8 +130,8 @@ class LabLink(FactBase):
     """How the lab NIC is configured now, as its network manager sees it.
 
     networkd: the .network file it configured the link from (netplan writes
-    10-netplan-IFACE.network), its setup state and the file's Address/Gateway lines.
-    NetworkManager: the swarmlab connection's state, addresses and gateway.
+    10-netplan-IFACE.network), its setup state and the file's Address/Gateway/DNS lines.
+    NetworkManager: the swarmlab connection's state, addresses, gateway and DNS servers.
     Both: the kernel's static default routes on the NIC ("route").
     """
 
@@ -145,13 +145,15 @@ class LabLink(FactBase):
             return (
                 f"f=$({status} | sed -n 's/^ *Network File: //p'); echo \"file=$f\"; "
                 f"{status} | sed -n 's/^ *State: /state=/p'; {routes}"
-                '[ -f "$f" ] && sed -n "s/^Address=/address=/p; s/^Gateway=/gateway=/p" "$f"; true'
+                '[ -f "$f" ] && sed -n "s/^Address=/address=/p; s/^Gateway=/gateway=/p; '
+                's/^DNS=/dns=/p" "$f"; true'
             )
         conn = shlex.quote(NM_CONNECTION.format(iface=iface))
         return (
-            routes + f"LANG=C nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY connection show {conn} "
-            "2>/dev/null | sed -e 's/^GENERAL.STATE:/state=/' -e 's/^IP4.ADDRESS[^:]*:/address=/' "
-            "-e 's/^IP4.GATEWAY:/gateway=/'; true"
+            routes + "LANG=C nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY,IP4.DNS connection "
+            f"show {conn} 2>/dev/null | sed -e 's/^GENERAL.STATE:/state=/' "
+            "-e 's/^IP4.ADDRESS[^:]*:/address=/' -e 's/^IP4.GATEWAY:/gateway=/' "
+            "-e 's/^IP4.DNS[^:]*:/dns=/'; true"
         )
 
     def process(self, output):
@@ -163,9 +165,13 @@ class LabLink(FactBase):
         return out
 
 
-def link_problems(link: dict, iface: str, backend: str, cidr: str, gateway: str) -> list[str]:
-    """What keeps the lab NIC from being configured by its network manager as the spec says."""
+def link_problems(link: dict, iface: str, backend: str, cidr: str, gateway: str,
+                  dns: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """What keeps the lab NIC from being configured by its network manager as the spec says
+    (`dns`: the spec's servers; none given, none are compared)."""
     problems = []
+    if dns and (link.get("dns") or []) != list(dns):
+        problems.append(f"{iface}'s DNS servers are {link.get('dns') or 'none'}, not {list(dns)}")
     if backend == "netplan":
         files_ = link.get("file") or [""]
         want = f"10-netplan-{iface}.network"
@@ -191,11 +197,12 @@ def link_problems(link: dict, iface: str, backend: str, cidr: str, gateway: str)
 
 
 @operation()
-def lab_address_applied(iface: str, backend: str, cidr: str, gateway: str, file_op: OperationMeta):
+def lab_address_applied(iface: str, backend: str, cidr: str, gateway: str, file_op: OperationMeta,
+                        dns: tuple[str, ...] = ()):
     """Apply the address file when it changed in this run, or when the live configuration is
     not what the file says (an earlier apply failed, or someone reconfigured the NIC)."""
     problems = link_problems(host.get_fact(LabLink, iface=iface, backend=backend),
-                             iface, backend, cidr, gateway)
+                             iface, backend, cidr, gateway, dns)
     if not changed(file_op) and not problems:
         host.noop(f"{iface} is configured with {cidr} via {gateway}")
         return

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
+from swarmlab.distros import DOCKER_PACKAGES
 from swarmlab.provision.docker import running_drift
 from swarmlab.provision.facts import DockerDaemonState
-from swarmlab.verify import expected
+from swarmlab.verify import expected, repairs
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import other_node
 from swarmlab.verify.rules import Rule, dnat_to, forward_consults_docker_user, jumps, masquerades, parse_rules
@@ -161,3 +163,50 @@ def test_published_port_dnat_and_reachable_from_another_node(spec, hosts, publis
         ".read().decode().strip())\""
     )
     assert body == f"hello-from-{hostname}"
+
+
+# --- spec fields without a check before, and repairs for state the deploy does not own ---
+
+def test_docker_users_in_the_docker_group(host, spec):
+    """docker.users: the docker group exists and each listed account is in it (the deploy
+    adds it). A failed read fails the check."""
+    group = host.run("getent group docker")
+    assert group.rc == 0 and group.stdout.startswith("docker:"), (
+        f"cannot read the docker group (exit {group.rc}): {(group.stderr or group.stdout).strip()[:200]}")
+    wrong = []
+    for user in spec.docker.users:
+        groups = host.run(f"id -nG {shlex.quote(user)}")
+        if groups.rc != 0 or not groups.stdout.strip():
+            wrong.append(f"{user}: no such account or unreadable (exit {groups.rc})")
+        elif "docker" not in groups.stdout.split():
+            wrong.append(f"{user} is not in the docker group (groups: {groups.stdout.strip()})")
+    assert not wrong, "; ".join(wrong)
+
+
+def test_docker_packages_from_the_specs_source(host, spec, node):
+    """docker.source / docker.version: the engine packages of the spec's source are installed
+    (docker.io from the distro, docker-ce from Docker's repository), at the pinned version."""
+    source = spec.docker_source(node)
+    packages = DOCKER_PACKAGES[(node.distro, source)].install
+    missing = [p for p in packages if not host.package(p).is_installed]
+    assert not missing, f"docker.source {source}: not installed: {missing}"
+    if spec.docker.version and source == "official":
+        have = host.package("docker-ce").version
+        assert have == spec.docker.version, f"docker-ce is {have}, docker.version is {spec.docker.version}"
+
+
+def test_no_dropin_serves_plaintext_api(host, record_property):
+    """No systemd drop-in of docker.service gives dockerd a tcp:// host without TLS; each one
+    found is printed with the command that removes it (and restarts docker)."""
+    show = host.run("systemctl show docker.service -p DropInPaths --value")
+    assert show.rc == 0, f"cannot read docker.service's drop-ins (exit {show.rc}): {show.stderr.strip()[:200]}"
+    paths = show.stdout.split()
+    found = []
+    for path in paths:
+        text = host.file(path).content_string
+        if "tcp://" in text and "tlsverify" not in text:
+            found.append(path)
+    if found:
+        record_property(repairs.PROPERTY, f"rm -f {shlex.join(found)} && systemctl daemon-reload "
+                                          f"&& {repairs.DOCKER_RESTART}")
+    assert not found, f"docker.service drop-ins open the Docker API on plaintext TCP: {found}"

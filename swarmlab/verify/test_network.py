@@ -12,15 +12,16 @@ import json
 import pytest
 import yaml
 
-from swarmlab.distros import DISTROS
+from swarmlab.distros import DISTROS, distro_from_os_release
 from swarmlab.provision.facts import KERNEL_MARKERS
 from swarmlab.provision.firewall import backend_for, firewall_rules, owned_ports
 from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS
 from swarmlab.provision.network import NETPLAN_FILE, NETPLAN_ROUTE_METRIC, LabLink, link_problems
 from swarmlab.provision.ufw import ufw_rule_ports
-from swarmlab.verify import expected
+from swarmlab.verify import expected, repairs
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import kernel_state, other_node, require_kernel
+from swarmlab.verify.foreign import conflicting_rules
 from swarmlab.verify.packets import CLOSED, OPEN, Packet, nft_verdict, outside_address, ufw_verdict
 from swarmlab.verify.rules import parse_rules, policy
 from swarmlab.verify.workloads import NO_SWARM
@@ -191,3 +192,50 @@ def test_swarm_ports_reachable_from_another_lab_node(spec, hosts, manager):
         assert peer.addr(manager.ip).port(port).is_reachable, (
             f"{manager.name}:{port}/tcp is not reachable from {peer_node.name}"
         )
+
+
+# --- spec fields without a check before (issue: every spec field checked on the live host) ---
+
+def test_lab_dns_servers_configured_by_the_deploy(host, snap, node, spec):
+    """network.dns: the NIC's network manager was told the spec's DNS servers."""
+    if not spec.network.dns:
+        pytest.skip("network.dns is empty: the deploy sets no DNS servers")
+    iface = _iface(snap, node)
+    backend = DISTROS[node.distro].network_backend
+    fact = LabLink()
+    link = fact.process(host.check_output(fact.command(iface=iface, backend=backend)).splitlines())
+    have = link.get("dns") or []
+    assert have == list(spec.network.dns), (
+        f"{iface}'s configured DNS servers are {have}, the spec's network.dns is {spec.network.dns}"
+    )
+
+
+def test_lab_address_on_the_specs_interface(snap, node, spec):
+    """nodes[].interface / network.interface: the lab address is on the NIC the spec names."""
+    want = node.interface or spec.network.interface
+    if want is None:
+        pytest.skip("the spec names no interface: the deploy picks the NIC for the address")
+    assert _iface(snap, node) == want, f"the lab address {node.ip} is not on {want}"
+
+
+def test_node_runs_the_specs_distro(host, node):
+    """nodes[].distro: /etc/os-release is the distro the spec names (its packages, its rules)."""
+    meta = {}
+    for line in host.file("/etc/os-release").content_string.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            meta[key.strip()] = value.strip().strip('"')
+    distro = distro_from_os_release(meta.get("ID", ""), meta.get("VERSION_ID", ""),
+                                    meta.get("VERSION_CODENAME", ""))
+    assert distro is not None and distro.key == node.distro, (
+        f"{node.name} runs {meta.get('PRETTY_NAME', 'an unknown OS')!r}, the spec says {node.distro}"
+    )
+
+
+def test_no_foreign_rule_for_the_swarm_ports(snap, node, spec, record_property):
+    """No rule in INPUT/OUTPUT drops the swarm ports for the lab subnet or accepts them from
+    outside it; each one found is printed with the `iptables -D` that removes it."""
+    found = conflicting_rules(parse_rules(snap.lines(shared.FILTER_RULES)), spec)
+    for rule, _ in found:
+        record_property(repairs.PROPERTY, repairs.delete_rule(rule.raw))
+    assert not found, "; ".join(f"`{rule.raw}` {why}" for rule, why in found)

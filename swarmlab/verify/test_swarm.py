@@ -10,6 +10,7 @@ import pytest
 from pyinfra.facts.docker import DockerNetworks
 
 from swarmlab.provision.facts import OverlayNetworks
+from swarmlab.spec import duration_seconds
 from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
 from swarmlab.verify import expected
 from swarmlab.verify import snapshot as shared
@@ -260,3 +261,49 @@ def test_stack_deploy_with_secret(first_manager, hosts, swarm_workloads):
         f"docker ps -q --filter label=com.docker.swarm.service.name={STACK}_web"
     ).split()[0]
     assert runner.check_output(f"docker exec {cid} cat /run/secrets/probe_secret") == SECRET
+
+
+# --- spec fields without a check before: the cluster's options ---
+
+NS = 1_000_000_000
+
+
+def cluster_option_problems(spec, cluster: dict) -> list[str]:
+    """How `docker info`'s Swarm.Cluster differs from the spec's swarm options (own reading of
+    the spec: a field left out of the spec is Docker's to choose)."""
+    sw, have = spec.swarm, cluster.get("Spec") or {}
+    out = []
+    locked = bool((have.get("EncryptionConfig") or {}).get("AutoLockManagers"))
+    if locked != sw.autolock:
+        out.append(f"autolock is {locked}, swarm.autolock is {sw.autolock}")
+    for field, value, section, key in (
+            ("cert_expiry", sw.cert_expiry, "CAConfig", "NodeCertExpiry"),
+            ("dispatcher_heartbeat", sw.dispatcher_heartbeat, "Dispatcher", "HeartbeatPeriod")):
+        if value is not None:
+            got = (have.get(section) or {}).get(key)
+            if got != duration_seconds(value) * NS:
+                out.append(f"{key} is {got} ns, swarm.{field} is {value}")
+    if sw.task_history_limit is not None:
+        got = (have.get("Orchestration") or {}).get("TaskHistoryRetentionLimit")
+        if got != sw.task_history_limit:
+            out.append(f"TaskHistoryRetentionLimit is {got}, swarm.task_history_limit is "
+                       f"{sw.task_history_limit}")
+    if sw.default_addr_pool:
+        pools, size = cluster.get("DefaultAddrPool"), cluster.get("SubnetSize")
+        if pools != list(sw.default_addr_pool) or size != sw.default_addr_pool_mask_length:
+            out.append(f"address pool {pools} /{size}, the spec's {sw.default_addr_pool} "
+                       f"/{sw.default_addr_pool_mask_length}")
+    return out
+
+
+def test_swarm_cluster_options_are_the_specs(spec, first_manager):
+    """swarm.autolock, cert_expiry, dispatcher_heartbeat, task_history_limit, default_addr_pool
+    and its mask length, as the first manager's cluster holds them."""
+    if not spec.swarm.enabled:
+        pytest.skip("swarm.enabled is false")
+    out = first_manager.run("docker info --format '{{json .Swarm.Cluster}}'")
+    assert out.succeeded, f"docker info failed: {out.stderr.strip()}"
+    cluster = json.loads(out.stdout or "null")
+    assert cluster, "the first manager holds no cluster (not a manager, or locked)"
+    problems = cluster_option_problems(spec, cluster)
+    assert not problems, "; ".join(problems)

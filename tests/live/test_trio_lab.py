@@ -41,6 +41,46 @@ def test_report_page_in_a_browser(lab):
 test_drift_round, test_after_the_drift_rounds_nothing_changes_even_a_day_later = drift_tests()
 
 
+# a label value with every shell metacharacter the spec accepts (no control characters): each
+# part that a shell would run creates its own canary file
+CANARIES = ("semi", "sub", "tick", "sq", "dq")
+HOSTILE_LABEL = ("x;touch /tmp/swl-semi $(touch /tmp/swl-sub) `touch /tmp/swl-tick` "
+                 "';touch /tmp/swl-sq;' \";touch /tmp/swl-dq;\" #c")
+
+
+def test_labels_with_shell_metacharacters_land_byte_for_byte(lab, tmp_path):
+    """A node label and an overlay label holding `;`, `$()`, backquotes, quotes and `#` reach
+    the swarm unchanged, and no part of them runs on any node or here."""
+    data = yaml.safe_load(lab.path.read_text())
+    data["nodes"][0].setdefault("labels", {})["note"] = HOSTILE_LABEL
+    data["swarm"]["overlays"].append({"name": "metanet", "subnet": "10.123.0.0/24",
+                                      "attachable": True, "labels": {"note": HOSTILE_LABEL}})
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(yaml.safe_dump(data))
+    manager = lab.spec.first_manager.name
+    try:
+        run = swarmlab("deploy", "--no-verify", spec=hostile)
+        assert run.rc == 0, run.out + run.err
+        node_labels = json.loads(lab.exec(manager, "docker", "node", "inspect", manager,
+                                          "--format", "{{json .Spec.Labels}}"))
+        assert node_labels.get("note") == HOSTILE_LABEL, node_labels
+        net_labels = json.loads(lab.exec(manager, "docker", "network", "inspect", "metanet",
+                                         "--format", "{{json .Labels}}"))
+        assert net_labels == {"note": HOSTILE_LABEL}, net_labels
+        for node in lab.spec.nodes:
+            ran = lab.exec(node.name, "sh", "-c", "ls /tmp/swl-* 2>/dev/null; true").split()
+            assert ran == [], f"label text ran on {node.name}: {ran}"
+        here = [f"/tmp/swl-{c}" for c in CANARIES if os.path.exists(f"/tmp/swl-{c}")]
+        assert here == [], f"label text ran where swarmlab runs: {here}"
+    finally:
+        lab.exec(manager, "docker", "network", "rm", "metanet", check=False)
+        back = lab.run("deploy", "--no-verify")
+        assert back.rc == 0, back.out + back.err
+    labels = json.loads(lab.exec(manager, "docker", "node", "inspect", manager,
+                                 "--format", "{{json .Spec.Labels}}"))
+    assert "note" not in labels, labels  # the spec's labels again
+
+
 def test_status_lists_running_nodes(lab):
     run = lab.run("status")
     assert run.rc == 0

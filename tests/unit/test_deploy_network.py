@@ -127,6 +127,8 @@ state=routable (configured)
 address=192.168.56.11/24
 gateway=192.168.56.1
 route=default via 192.168.56.1 proto static metric 200
+dns=1.1.1.1
+dns=9.9.9.9
 """
 
 
@@ -145,7 +147,8 @@ def test_netplan_applies_when_the_file_changes_or_the_live_state_drifted():
     for drifted in (NETWORKD_CONFIGURED.replace("(configured)", "(unmanaged)"),
                     "file=\nstate=routable (unmanaged)\n",
                     NETWORKD_CONFIGURED.replace("address=192.168.56.11/24", "address=192.168.56.99/24"),
-                    NETWORKD_CONFIGURED.replace("route=default via 192.168.56.1 proto static metric 200", "")):
+                    NETWORKD_CONFIGURED.replace("route=default via 192.168.56.1 proto static metric 200", ""),
+                    NETWORKD_CONFIGURED.replace("dns=9.9.9.9", "dns=10.254.254.53")):
         again = run_deploy(static_address, VMLAB, "node1", {
             Ipv4Addrs: VAGRANT_ADDRS, **present_file(NETPLAN_FILE, first.files[NETPLAN_FILE], mode=600),
             LabLink: recorded(LabLink, drifted),
@@ -224,7 +227,8 @@ def test_manjaro_keyfile_unchanged_is_not_reactivated():
     again = run_deploy(static_address, VMLAB, "node3", {
         Ipv4Addrs: addrs, **present_file(NM_FILE, first.files[NM_FILE], mode=600),
         LabLink: recorded(LabLink, "state=activated\naddress=192.168.56.13/24\ngateway=192.168.56.1\n"
-                                   "route=default via 192.168.56.1 proto static metric 100\n"),
+                                   "route=default via 192.168.56.1 proto static metric 100\n"
+                                   "dns=1.1.1.1\ndns=9.9.9.9\n"),
     }, host_data_overrides=VAGRANT_SSH)
     assert again.op("lab address applied").commands == []
     down = run_deploy(static_address, VMLAB, "node3", {
