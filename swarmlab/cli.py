@@ -335,5 +335,10 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
+from swarmlab.learn.cli import exercise, trace  # noqa: E402 - the learning commands, own module
+
+main.add_command(trace)
+main.add_command(exercise)
+
 if __name__ == "__main__":
     main()

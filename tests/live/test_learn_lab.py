@@ -1,0 +1,151 @@
+"""`swarmlab trace` and `swarmlab exercise` on a live Debian 13 lab (one lab for the module):
+each packet kind traced (the rule hits match the recorded expectation, no tracing left behind,
+also after an interrupt), and each exercise's cycle: start -> check fails -> the documented
+fix -> check passes -> reset leaves a verified lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from swarmlab.learn.exercises import EXERCISES
+from swarmlab.learn.tracelog import TRACE_COMMENT
+from swarmlab.state import lab_state_dir
+
+from .conftest import Lab, _engine
+
+pytestmark = pytest.mark.live
+
+# per packet kind, on the node the packet arrives at / starts from: (table, chain, verdict, words in
+# the sentence) the kernel must report, in this order (Docker 26 on Debian 13)
+EXPECTED = {
+    "port": {
+        "dst": [("nat", "PREROUTING", "JUMP:DOCKER", "go through DOCKER"),
+                ("nat", "DOCKER", "ACCEPT", "DNAT: tcp to port 18090"),
+                ("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                ("filter", "DOCKER", "ACCEPT", "to port 80")],
+        "src": [("filter", "OUTPUT", "", "")],
+    },
+    "overlay": {
+        "dst": [("filter", "INPUT", "", ""), ("filter", "ufw-user-input", "ACCEPT", "to port 4789")],
+        "src": [("filter", "OUTPUT", "", "")],
+    },
+    "masquerade": {
+        "src": [("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                ("filter", "FORWARD", "ACCEPT", "arriving on docker0"),
+                ("nat", "POSTROUTING", "ACCEPT", "MASQUERADE: packets from 172.17.0.0/16")],
+        "dst": [("filter", "INPUT", "", ""), ("filter", "ufw-user-input", "ACCEPT", "to port 22")],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The lab, brought up (or converged, when a run of this module left it up) and removed at the end."""
+    _engine()
+    lab = Lab(os.environ.get("SWARMLAB_LEARN_LAB", "learn"))
+    run = lab.run("up")
+    assert run.rc == 0, run.out + run.err
+    yield lab
+    down = lab.run("down")
+    assert down.rc == 0, down.err
+
+
+def _left(lab) -> dict[str, str]:
+    """Per node: TRACE rules, monitors and captures still there ("" when clean)."""
+    out = {}
+    for node in lab.spec.nodes:
+        rules = lab.exec(node.name, "sh", "-c", f"iptables-save | grep -e '{TRACE_COMMENT}' || true").strip()
+        nft = lab.exec(node.name, "sh", "-c", "nft list ruleset | grep -e nftrace || true").strip()
+        procs = lab.exec(node.name, "sh", "-c", "pgrep -a 'xtables-monit|tcpdump' || true").strip()
+        out[node.name] = "\n".join(x for x in (rules, nft, procs) if x)
+    return out
+
+
+def _match(events: list[dict], expected: list[tuple[str, str, str, str]]) -> None:
+    """Each expected (table, chain, verdict, words) appears among the events, in this order."""
+    at = 0
+    for table, chain, verdict, text in expected:
+        for i in range(at, len(events)):
+            e = events[i]
+            if (e["table"], e["chain"]) == (table, chain) and e["verdict"].startswith(verdict) \
+                    and text in e["sentence"]:
+                at = i + 1
+                break
+        else:
+            pytest.fail(f"no {table} {chain} {verdict} '{text}' after event {at} in:\n"
+                        + "\n".join(f"{e['table']} {e['chain']} {e['verdict']} {e['sentence']}" for e in events))
+
+
+@pytest.mark.parametrize("kind", ["port", "overlay", "masquerade"])
+def test_trace_each_packet_kind(lab, kind):
+    run = lab.run("trace", kind, "--json")
+    assert run.rc == 0, run.out + run.err
+    result = json.loads(run.out)
+    src, dst = (hop["node"] for hop in result["hops"])
+    hops = {hop["node"]: hop for hop in result["hops"]}
+    _match(hops[dst]["events"], EXPECTED[kind]["dst"])
+    _match(hops[src]["events"], EXPECTED[kind]["src"])
+    assert hops[dst]["verdict"] == "ACCEPT", result
+    assert all(hop["left"] == "0" for hop in result["hops"]), result
+    assert _left(lab) == {n.name: "" for n in lab.spec.nodes}
+    wire = "\n".join(hops[dst]["wire"])
+    if kind == "overlay":
+        assert "VXLAN" in wire and "ICMP echo request" in wire, wire
+        assert "bytes from" in result["sent"], result["sent"]
+    elif kind == "masquerade":
+        src_ip = lab.spec.node(src).ip
+        assert f"{src_ip}." in wire, f"the container's packet did not arrive from {src_ip}:\n{wire}"
+        assert "SSH-" in result["sent"], result["sent"]
+    else:
+        assert result["sent"] == "connected" and "Flags [S]" in wire, result
+        assert result["disagreements"] == [], result["disagreements"]
+    saved = json.loads((lab_state_dir(lab.spec.name) / "trace.json").read_text())
+    assert saved["kind"] == kind
+
+
+def test_trace_interrupted_leaves_no_tracing(lab):
+    """Ctrl-C while the tracing is in place: every node is clean afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "swarmlab.cli", "trace", "port", "--linger", "120",
+                             "--spec", str(lab.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(120):
+            if any(_left(lab).values()):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the tracing never started")
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out
+    assert _left(lab) == {n.name: "" for n in lab.spec.nodes}, err
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_exercise_cycle(lab, name):
+    """start -> check fails -> the documented fix -> check passes -> reset: verified."""
+    ex = EXERCISES[name]
+    start = lab.run("exercise", "start", name)
+    assert start.rc == 0, start.out + start.err
+    assert ex.shell.split()[0] not in start.out, "start told what it broke"
+    hints = [lab.run("exercise", "hint").out for _ in ex.hints]
+    assert all(f"hint {i}/{len(ex.hints)}" in h for i, h in enumerate(hints, 1)), hints
+    failing = lab.run("exercise", "check")
+    assert failing.rc == 1 and "not solved" in failing.out, failing.out + failing.err
+    lab.exec(ex.node_name(lab.spec), "sh", "-c", ex.fill(lab.spec, ex.fix))
+    solved = lab.run("exercise", "check")
+    assert solved.rc == 0 and "solved" in solved.out, solved.out + solved.err
+    reset = lab.run("exercise", "reset")
+    assert reset.rc == 0, reset.out + reset.err
+    s = reset.summary
+    assert s["failed"] == 0 and s["verified"] == s["total"] > 0, reset.out
