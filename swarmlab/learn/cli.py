@@ -58,7 +58,10 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
     saved = save(result)
     click.echo(json.dumps(result, indent=1) if as_json else "\n".join(lines(result)))
     if not as_json:
-        click.echo(f"\nsaved: {saved} (the report page draws it: swarmlab report)")
+        from swarmlab.cli import _report
+
+        click.echo(f"\nsaved: {saved}")
+        _report(spec, path, must=False)  # the page draws the path on the topology
 
 
 @click.group()
@@ -121,18 +124,23 @@ def hint(spec_path: Path | None) -> None:
 
 @exercise.command()
 @spec_option
+@click.option("--show", is_flag=True, help="Also name the failing checks and their messages (a big hint).")
 @click.pass_context
-def check(ctx: click.Context, spec_path: Path | None) -> None:
+def check(ctx: click.Context, spec_path: Path | None, show: bool) -> None:
     """Run the checks that catch this exercise's break: solved (exit 0) or not (exit 1)."""
-    from swarmlab.cli import LabError, _load, _verify
+    from swarmlab import pipeline
+    from swarmlab.cli import LabError, _load
 
     spec, path = _load(spec_path)
     running = ex.current(spec)
     if running is None:
         raise LabError("no exercise is running: `swarmlab exercise start NAME`")
-    result = _verify(spec, path, ex.EXERCISES[running["name"]].checks)
+    result = pipeline.run_verify(spec, path, check=ex.EXERCISES[running["name"]].checks)
     if result.failed or not result.passed:
-        click.echo(f"exercise {running['name']}: not solved yet ({result.failed} check(s) fail)")
+        click.echo(f"exercise {running['name']}: not solved yet ({result.failed} of "
+                   f"{result.failed + result.passed} check(s) fail)")
+        for failure in result.failures if show else []:
+            click.echo(f"  failed: {failure}")
         ctx.exit(1)
     click.echo(f"exercise {running['name']}: solved ({result.passed} check(s) pass). "
                "`swarmlab exercise reset` puts the lab back as the deploy wants it.")

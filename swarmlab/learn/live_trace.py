@@ -149,7 +149,7 @@ class Tracer:
                 " | head -1); [ -n \"$c\" ] && break; sleep 1; done; [ -n \"$c\" ] && echo $c && "
                 f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' $c")
         (a, _), (b, b_ip) = on_each(lambda n: tuple(self.sh(n, find).split()), [src, dst])
-        plan.meta.update(task_from=a, task_to=b, task_to_ip=b_ip)
+        plan.meta.update(overlay=net, task_from=a, task_to=b, task_to_ip=b_ip)
         out = self.sh(src, f"docker exec {a} ping -c 1 -W 3 {b_ip}", check=False)
         return next((line for line in out.splitlines() if "bytes from" in line or "packet loss" in line), out.strip())
 
@@ -224,7 +224,7 @@ class Tracer:
         result["static_verdict"] = verdict
         out = disagreements(static, traced, scope)
         kernel = hop["verdict"]
-        if ("DROP" in verdict or "REJECT" in verdict) != (kernel == "DROP"):
+        if not verdict.startswith("no DNAT") and ("DROP" in verdict or "REJECT" in verdict) != (kernel == "DROP"):
             out.append(f"verdict: the static walk says {verdict}, the kernel's was {kernel}")
         return out
 
