@@ -15,6 +15,7 @@ import time
 import pytest
 
 from swarmlab.learn.exercises import EXERCISES
+from swarmlab.learn.scripts import DEAD_MAN_SECONDS
 from swarmlab.learn.tracelog import TRACE_COMMENT
 from swarmlab.state import lab_state_dir
 
@@ -63,7 +64,8 @@ def _left(lab) -> dict[str, str]:
     for node in lab.spec.nodes:
         rules = lab.exec(node.name, "sh", "-c", f"iptables-save | grep -e '{TRACE_COMMENT}' || true").strip()
         nft = lab.exec(node.name, "sh", "-c", "nft list ruleset | grep -e nftrace || true").strip()
-        procs = lab.exec(node.name, "sh", "-c", "pgrep -a 'xtables-monit|tcpdump' || true").strip()
+        procs = lab.exec(node.name, "sh", "-c", "pgrep -a 'xtables-monit|tcpdump' || true; "
+                         f"ps -eo args | grep -e '^sleep {DEAD_MAN_SECONDS}$' || true").strip()
         out[node.name] = "\n".join(x for x in (rules, nft, procs) if x)
     return out
 
@@ -137,7 +139,7 @@ def test_exercise_cycle(lab, name):
     ex = EXERCISES[name]
     start = lab.run("exercise", "start", name)
     assert start.rc == 0, start.out + start.err
-    assert ex.shell.split()[0] not in start.out, "start told what it broke"
+    assert ex.fill(lab.spec, ex.shell) not in start.out and ex.checks not in start.out, "start told what it broke"
     hints = [lab.run("exercise", "hint").out for _ in ex.hints]
     assert all(f"hint {i}/{len(ex.hints)}" in h for i, h in enumerate(hints, 1)), hints
     failing = lab.run("exercise", "check")
