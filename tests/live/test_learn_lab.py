@@ -30,7 +30,7 @@ EXPECTED = {
         "dst": [("nat", "PREROUTING", "JUMP:DOCKER", "go through DOCKER"),
                 ("nat", "DOCKER", "ACCEPT", "DNAT: tcp to port 18090"),
                 ("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
-                ("filter", "DOCKER", "ACCEPT", "to port 80")],
+                ("filter", "DOCKER", "ACCEPT", "port 80 arriving on any interface but docker0")],
         "src": [("filter", "OUTPUT", "", "")],
     },
     "overlay": {
