@@ -120,9 +120,11 @@ class Tracer:
         def send() -> str:
             out = self.sh(src, f"docker rm -f {OUT} >/dev/null 2>&1; docker run --rm --name {OUT} "
                                f"--label swarmlab.trace=1 {IMAGE} sh -c "
-                               + shlex.quote(f"nc -w 3 {d} 22 </dev/null | head -c 40; echo; hostname -i"),
-                          check=False)
-            return "reached: " + out.strip().replace("\n", "  (from the container address ") + ")"
+                               + shlex.quote(f"hostname -i; nc -w 3 {d} 22 </dev/null | head -1"), check=False)
+            words = out.split()
+            banner = next((w for w in words if w.startswith("SSH-")), "")
+            return (f"reached: {banner}" if banner else f"no answer from {d}:22") + \
+                f" (from the container address {words[0] if words else '?'})"
 
         return Plan("masquerade", f"a container on docker0 of {src} opens {dst}'s SSH port ({d}:22)",
                     [src, dst], {src: [["PREROUTING", "-i", "docker0", *flow]], dst: [["PREROUTING", "-s", s, *flow]]},

@@ -6,7 +6,6 @@ fix -> check passes -> reset leaves a verified lab."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,34 +22,58 @@ from .conftest import Lab, _engine
 
 pytestmark = pytest.mark.live
 
-# per packet kind, on the node the packet arrives at / starts from: (table, chain, verdict, words in
-# the sentence) the kernel must report, in this order (Docker 26 on Debian 13)
+# per Docker layout and packet kind, on the node the packet arrives at / starts from: (table,
+# chain, verdict, words in the sentence) the kernel must report, in this order
+_UFW_IN = [("filter", "INPUT", "", ""), ("filter", "ufw-user-input", "ACCEPT", "")]
 EXPECTED = {
-    "port": {
-        "dst": [("nat", "PREROUTING", "JUMP:DOCKER", "go through DOCKER"),
-                ("nat", "DOCKER", "ACCEPT", "DNAT: tcp to port 18090"),
-                ("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
-                ("filter", "DOCKER", "ACCEPT", "port 80 arriving on any interface but docker0")],
-        "src": [("filter", "OUTPUT", "", "")],
+    "docker26": {  # Debian 13: FORWARD -> DOCKER-USER, DOCKER-ISOLATION-STAGE-1, DOCKER
+        "port": {
+            "dst": [("nat", "PREROUTING", "JUMP:DOCKER", "go through DOCKER"),
+                    ("nat", "DOCKER", "ACCEPT", "DNAT: tcp to port 18090"),
+                    ("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                    ("filter", "FORWARD", "JUMP:DOCKER", "leaving by docker0"),
+                    ("filter", "DOCKER", "ACCEPT", "port 80 arriving on any interface but docker0")],
+            "src": [("filter", "OUTPUT", "", "")],
+        },
+        "overlay": {"dst": [*_UFW_IN[:1], ("filter", "ufw-user-input", "ACCEPT", "to port 4789")],
+                    "src": [("filter", "OUTPUT", "", "")]},
+        "masquerade": {
+            "src": [("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                    ("filter", "FORWARD", "ACCEPT", "arriving on docker0"),
+                    ("nat", "POSTROUTING", "ACCEPT", "MASQUERADE: packets from 172.17.0.0/16")],
+            "dst": [*_UFW_IN[:1], ("filter", "ufw-user-input", "ACCEPT", "to port 22")],
+        },
     },
-    "overlay": {
-        "dst": [("filter", "INPUT", "", ""), ("filter", "ufw-user-input", "ACCEPT", "to port 4789")],
-        "src": [("filter", "OUTPUT", "", "")],
-    },
-    "masquerade": {
-        "src": [("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
-                ("filter", "FORWARD", "ACCEPT", "arriving on docker0"),
-                ("nat", "POSTROUTING", "ACCEPT", "MASQUERADE: packets from 172.17.0.0/16")],
-        "dst": [("filter", "INPUT", "", ""), ("filter", "ufw-user-input", "ACCEPT", "to port 22")],
+    "docker28": {  # Debian 14: FORWARD -> DOCKER-USER, DOCKER-FORWARD -> DOCKER-CT, ..., DOCKER-BRIDGE
+        "port": {
+            "dst": [("nat", "PREROUTING", "JUMP:DOCKER", "go through DOCKER"),
+                    ("nat", "DOCKER", "ACCEPT", "DNAT: tcp to port 18090"),
+                    ("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                    ("filter", "FORWARD", "JUMP:DOCKER-FORWARD", ""),
+                    ("filter", "DOCKER-BRIDGE", "JUMP:DOCKER", "leaving by docker0"),
+                    ("filter", "DOCKER", "ACCEPT", "port 80 arriving on any interface but docker0")],
+            "src": [("filter", "OUTPUT", "", "")],
+        },
+        "overlay": {"dst": [*_UFW_IN[:1], ("filter", "ufw-user-input", "ACCEPT", "to port 4789")],
+                    "src": [("filter", "OUTPUT", "", "")]},
+        "masquerade": {
+            "src": [("filter", "FORWARD", "JUMP:DOCKER-USER", "DOCKER-USER first"),
+                    ("filter", "FORWARD", "JUMP:DOCKER-FORWARD", ""),
+                    ("filter", "DOCKER-FORWARD", "ACCEPT", "arriving on docker0"),
+                    ("nat", "POSTROUTING", "ACCEPT", "MASQUERADE: packets from 172.17.0.0/16")],
+            "dst": [*_UFW_IN[:1], ("filter", "ufw-user-input", "ACCEPT", "to port 22")],
+        },
     },
 }
+LAYOUT = {"debian-13": "docker26", "debian-14": "docker28"}
 
 
-@pytest.fixture(scope="module")
-def lab():
-    """The lab, brought up (or converged, when a run of this module left it up) and removed at the end."""
+@pytest.fixture(scope="module", params=["learn", "learn-forky"], ids=["debian13", "debian14"])
+def lab(request):
+    """One lab per distro for the trace and exercise tests: brought up (or converged, when an
+    interrupted run left it up) and removed at the end."""
     _engine()
-    lab = Lab(os.environ.get("SWARMLAB_LEARN_LAB", "learn"))
+    lab = Lab(request.param)
     run = lab.run("up")
     assert run.rc == 0, run.out + run.err
     yield lab
@@ -92,8 +115,9 @@ def test_trace_each_packet_kind(lab, kind):
     result = json.loads(run.out)
     src, dst = (hop["node"] for hop in result["hops"])
     hops = {hop["node"]: hop for hop in result["hops"]}
-    _match(hops[dst]["events"], EXPECTED[kind]["dst"])
-    _match(hops[src]["events"], EXPECTED[kind]["src"])
+    expected = EXPECTED[LAYOUT[lab.spec.nodes[0].distro]][kind]
+    _match(hops[dst]["events"], expected["dst"])
+    _match(hops[src]["events"], expected["src"])
     assert hops[dst]["verdict"] == "ACCEPT", result
     assert all(hop["left"] == "0" for hop in result["hops"]), result
     assert _left(lab) == {n.name: "" for n in lab.spec.nodes}
@@ -104,7 +128,7 @@ def test_trace_each_packet_kind(lab, kind):
     elif kind == "masquerade":
         src_ip = lab.spec.node(src).ip
         assert f"{src_ip}." in wire, f"the container's packet did not arrive from {src_ip}:\n{wire}"
-        assert "SSH-" in result["sent"], result["sent"]
+        assert "reached: SSH-" in result["sent"], result["sent"]
     else:
         assert result["sent"] == "connected" and "Flags [S]" in wire, result
         assert result["disagreements"] == [], result["disagreements"]

@@ -145,3 +145,14 @@ def test_exercise_is_complete(name):
     assert set(re.findall(r"test_\w+", ex.checks)) <= _verify_checks()
     assert len(ex.hints) == 3 and ex.fix and ex.shell != ex.fix
     assert ex.shell not in ex.symptom
+
+
+def test_docker28_layout_goes_through_docker_forward_and_bridge():
+    events = first_packet(parse_monitor((DATA / "trace-docker28-port-dst.txt").read_text()))
+    chains = [e.chain for e in events if e.kind == "rule" and e.table == "filter"]
+    assert chains == ["FORWARD", "FORWARD", "DOCKER-FORWARD", "DOCKER-FORWARD", "DOCKER-FORWARD",
+                      "DOCKER-BRIDGE", "DOCKER"]
+    assert events[-2].sentence.startswith("DOCKER: tcp packets to 172.17.0.2 port 80")
+    assert verdict_of(events) == "ACCEPT"
+    masq = first_packet(parse_monitor((DATA / "trace-docker28-masquerade-src.txt").read_text()))
+    assert ("DOCKER-FORWARD", "ACCEPT") in [(e.chain, e.verdict) for e in masq]
