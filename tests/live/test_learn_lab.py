@@ -157,6 +157,22 @@ def test_trace_interrupted_leaves_no_tracing(lab):
     assert _left(lab) == {n.name: "" for n in lab.spec.nodes}, err
 
 
+def test_dead_mans_switch_removes_the_tracing_by_itself(lab, monkeypatch):
+    """The control machine never comes back after starting the tracing: the node cleans up alone."""
+    from swarmlab.learn import scripts
+
+    monkeypatch.setattr(scripts, "DEAD_MAN_SECONDS", 6)
+    node = lab.spec.nodes[0]
+    lab.exec(node.name, "sh", "-c", scripts.start([["OUTPUT", "-p", "tcp", "-d", node.ip, "--dport", "9"]],
+                                                  "tcp port 9", lab.spec.network.interface, "t0k"))
+    assert TRACE_COMMENT in lab.exec(node.name, "iptables-save", "-t", "raw")
+    for _ in range(30):
+        time.sleep(1)
+        if not _left(lab)[node.name]:
+            break
+    assert _left(lab)[node.name] == ""
+
+
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_exercise_cycle(lab, name):
     """start -> check fails -> the documented fix -> check passes -> reset: verified."""
