@@ -231,8 +231,9 @@ class Tracer:
         return out
 
     def _remove_workloads(self, nodes: list[str]) -> None:
-        manager = self.spec.first_manager.name
-        self.sh(manager, f"docker service rm {TASKS} >/dev/null 2>&1; true", check=False)
+        from swarmlab.verify.probe import Probe
+
+        Probe(self.spec, self.hosts).remove_services([TASKS])  # waits until the tasks are gone
         on_each(lambda n: self.sh(n, "docker ps -aq --filter label=swarmlab.trace=1 | xargs -r docker rm -f "
                                      ">/dev/null 2>&1; true", check=False), nodes)
 
