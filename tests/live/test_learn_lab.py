@@ -157,6 +157,21 @@ def test_trace_interrupted_leaves_no_tracing(lab):
     assert _left(lab) == {n.name: "" for n in lab.spec.nodes}, err
 
 
+def test_trace_failing_midway_leaves_no_tracing(lab):
+    """The port is taken on the target node, so the trace's web container cannot start after the
+    tracing is in place: the trace fails, naming the reason, and every node is clean."""
+    target = lab.spec.first_manager.name
+    pid = lab.exec(target, "sh", "-c",
+                   "nohup python3 -m http.server 18090 >/dev/null 2>&1 </dev/null & echo $!").strip()
+    try:
+        time.sleep(1)
+        run = lab.run("trace", "port")
+    finally:
+        lab.exec(target, "kill", pid, check=False)
+    assert run.rc == 2 and "error: trace:" in run.err and "address already in use" in run.err, run.out + run.err
+    assert _left(lab) == {n.name: "" for n in lab.spec.nodes}
+
+
 def test_dead_mans_switch_removes_the_tracing_by_itself(lab, monkeypatch):
     """The control machine never comes back after starting the tracing: the node cleans up alone."""
     from swarmlab.learn import scripts
