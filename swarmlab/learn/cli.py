@@ -47,6 +47,8 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
             _node(spec, name)
     hosts, config = testinfra_hosts(spec, path)
     old = signal.signal(signal.SIGTERM, _interrupt_on_term)
+    # Ctrl-C interrupts even when started with SIGINT ignored (a background job of a script)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         tracer = Tracer(spec, hosts, log=lambda m: click.echo(m, err=True))
         result = tracer.run(tracer.plan(kind, src, dst), linger=linger)
@@ -54,6 +56,7 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
         raise LabError(f"trace: {err}") from err
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
         config.unlink(missing_ok=True)
     saved = save(result)
     click.echo(json.dumps(result, indent=1) if as_json else "\n".join(lines(result)))
