@@ -101,11 +101,14 @@ def start(spec_path: Path | None, name: str) -> None:
 
 def _root_shell(spec, path: Path, node: str, shell: str) -> None:
     """A root shell on a node over the suite's SSH connection (sudo)."""
+    from swarmlab.cli import LabError
     from swarmlab.report.collect import testinfra_hosts
 
     hosts, config = testinfra_hosts(spec, path)
     try:
         hosts[node].check_output("sh -c %s", shell)
+    except Exception as err:  # noqa: BLE001 - an unreachable node or a failed command: say which
+        raise LabError(f"{node}: {type(err).__name__}: {str(err).strip()[-400:]}") from err
     finally:
         config.unlink(missing_ok=True)
 

@@ -156,3 +156,36 @@ def test_docker28_layout_goes_through_docker_forward_and_bridge():
     assert verdict_of(events) == "ACCEPT"
     masq = first_packet(parse_monitor((DATA / "trace-docker28-masquerade-src.txt").read_text()))
     assert ("DOCKER-FORWARD", "ACCEPT") in [(e.chain, e.verdict) for e in masq]
+
+
+def test_exercise_commands_without_a_running_exercise(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from swarmlab.cli import main
+
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(SPEC)
+    listed = CliRunner().invoke(main, ["exercise", "list"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in EXERCISES)
+    assert not any(e.shell in listed.output for e in EXERCISES.values())  # symptoms only
+    for cmd in ("hint", "check"):
+        run = CliRunner().invoke(main, ["exercise", cmd, "--spec", str(spec)])
+        assert run.exit_code == 2 and "no exercise is running" in run.output, run.output
+    bad = CliRunner().invoke(main, ["trace", "port", "--from", "nope", "--spec", str(spec)])
+    assert bad.exit_code == 2 and "no node 'nope'" in bad.output
+
+
+def test_graded_hints_in_order_then_the_last_again(tmp_path, monkeypatch):
+    from swarmlab.learn import exercises
+    from swarmlab.spec import load_spec
+
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    (tmp_path / "lab.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "lab.yaml")
+    exercises.started(spec, "masquerade")
+    got = [exercises.next_hint(spec) for _ in range(4)]
+    hints = EXERCISES["masquerade"].hints
+    assert got == [(1, hints[0]), (2, hints[1]), (3, hints[2]), (3, hints[2])]
+    exercises.finished(spec)
+    assert exercises.next_hint(spec) is None
