@@ -152,7 +152,7 @@ class Tracer:
                 f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' $c")
         (a, _), (b, b_ip) = on_each(lambda n: tuple(self.sh(n, find).split()), [src, dst])
         plan.meta.update(overlay=net, task_from=a, task_to=b, task_to_ip=b_ip)
-        out = self.sh(src, f"docker exec {a} ping -c 1 -W 3 {b_ip}", check=False)
+        out = self.sh(src, f"docker exec {shlex.quote(a)} ping -c 1 -W 3 {shlex.quote(b_ip)}", check=False)
         return next((line for line in out.splitlines() if "bytes from" in line or "packet loss" in line), out.strip())
 
     def _static_port(self, facts: dict[str, Any], d: str, s: str):
@@ -201,6 +201,7 @@ class Tracer:
                 "left": seen[n].get("left", "").strip(),
                 "monitor": seen[n].get("monitor", ""),  # the kernel's trace as xtables-monitor printed it
             })
+        result["verdict"] = overall(result["hops"])
         result["disagreements"] = self._compare(plan, result, facts)
         return result
 
@@ -253,6 +254,17 @@ def load_last(lab: str) -> dict[str, Any] | None:
         return None
 
 
+def overall(hops: list[dict[str, Any]]) -> str:
+    """The packet's fate over the whole path, with the rule that decided a drop."""
+    for hop in hops:
+        if hop["verdict"] == "DROP":
+            last = next((e for e in reversed(hop["events"]) if e["kind"] != "return"), None)
+            return f"DROPPED on {hop['node']}" + (f": {last['sentence']}" if last else "")
+        if hop["verdict"] == "not seen":
+            return f"never seen on {hop['node']} (lost before it, or sent another way)"
+    return "ACCEPTED on every node it crossed"
+
+
 def lines(result: dict[str, Any]) -> list[str]:
     """The trace for people: the hops in order, each rule in plain words, the verdicts, the wire,
     and where the static walk disagrees."""
@@ -275,6 +287,7 @@ def lines(result: dict[str, Any]) -> list[str]:
             out.append(f"  on the wire ({hop['node']}, lab interface):")
             out += [f"    {w}" for w in hop["wire"][:6]]
         out.append("")
+    out += [f"verdict: {result.get('verdict') or overall(result['hops'])}", ""]
     diffs = result.get("disagreements")
     if diffs is None:
         out.append("explain --port: models published ports only; nothing to compare for this packet")

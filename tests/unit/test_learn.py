@@ -189,3 +189,14 @@ def test_graded_hints_in_order_then_the_last_again(tmp_path, monkeypatch):
     assert got == [(1, hints[0]), (2, hints[1]), (3, hints[2]), (3, hints[2])]
     exercises.finished(spec)
     assert exercises.next_hint(spec) is None
+
+
+def test_overall_verdict_names_the_node_and_rule_that_dropped():
+    from swarmlab.learn.live_trace import overall
+
+    ok = {"node": "a", "verdict": "ACCEPT", "events": []}
+    drop = {"node": "b", "verdict": "DROP", "events": [
+        {"kind": "policy", "sentence": "INPUT policy (filter): no rule decided, the packet is dropped"}]}
+    assert overall([ok, dict(ok, node="b")]) == "ACCEPTED on every node it crossed"
+    assert overall([ok, drop]) == "DROPPED on b: INPUT policy (filter): no rule decided, the packet is dropped"
+    assert overall([ok, dict(ok, node="b", verdict="not seen")]).startswith("never seen on b")
