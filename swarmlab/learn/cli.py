@@ -152,12 +152,19 @@ def check(ctx: click.Context, spec_path: Path | None, show: bool) -> None:
                "`swarmlab exercise reset` puts the lab back as the deploy wants it.")
 
 
+SETTLE_TRIES = 3
+SETTLE_SECONDS = 10
+
+
 @exercise.command()
 @spec_option
 @click.pass_context
 def reset(ctx: click.Context, spec_path: Path | None) -> None:
-    """Repair the lab: put back what Docker owns, re-run the deploy, verify the exercise's checks."""
-    from swarmlab.cli import _load, deploy_and_verify
+    """Repair the lab: put back what Docker owns, re-run the deploy, verify the whole lab."""
+    import time
+
+    from swarmlab import pipeline
+    from swarmlab.cli import _load, _verify
 
     spec, path = _load(spec_path)
     running = ex.current(spec)
@@ -165,4 +172,18 @@ def reset(ctx: click.Context, spec_path: Path | None) -> None:
     if e and e.restore:
         _root_shell(spec, path, e.node_name(spec), e.fill(spec, e.restore))
     ex.finished(spec)
-    deploy_and_verify(spec, path, verify=True)
+    with pipeline.phase("deploy") as info:
+        result = pipeline.run_deploy(spec, path, progress=click.echo)
+        info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
+    checked = None
+    if not result.failed_hosts:
+        # a restarted daemon rejoins its overlays asynchronously: a failed check gets a few more runs
+        for attempt in range(SETTLE_TRIES):
+            checked = _verify(spec, path)
+            if not checked.failed or attempt == SETTLE_TRIES - 1:
+                break
+            click.echo(f"  the swarm may still be settling after the repair: verifying again in {SETTLE_SECONDS} s")
+            time.sleep(SETTLE_SECONDS)
+    click.echo(pipeline.summary_line(result, checked, len(spec.nodes)))
+    if result.failed_hosts or (checked and checked.failed):
+        ctx.exit(1)
