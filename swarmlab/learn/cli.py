@@ -176,7 +176,10 @@ def reset(ctx: click.Context, spec_path: Path | None) -> None:
         result = pipeline.run_deploy(spec, path, progress=click.echo)
         info["detail"] = f"changed={result.changed} failed={len(result.failed_hosts)} log={result.log}"
     checked = None
-    if not result.failed_hosts:
+    if result.failed_hosts:
+        click.echo(f"deploy failed on {', '.join(result.failed_hosts)}:", err=True)
+        click.echo(pipeline.tail(result.log, 30), err=True)
+    else:
         # a restarted daemon rejoins its overlays asynchronously: a failed check gets a few more runs
         for attempt in range(SETTLE_TRIES):
             checked = _verify(spec, path)
