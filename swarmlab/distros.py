@@ -249,6 +249,7 @@ def rootless_packages(distro: str, source: str, storage_driver: str | None) -> l
         pkgs.append(FUSE_OVERLAYFS)
     return pkgs
 
+
 # package family -> root shell that installs the tools `swarmlab trace` needs (tcpdump; the
 # iptables package already brings xtables-monitor), only when they are missing
 TRACE_TOOLS_INSTALL: dict[str, str] = {
