@@ -354,5 +354,10 @@ def _register_vm_commands() -> None:
 
 _register_vm_commands()
 
+from swarmlab.learn.cli import exercise, trace  # noqa: E402 - the learning commands, own module
+
+main.add_command(trace)
+main.add_command(exercise)
+
 if __name__ == "__main__":
     main()

@@ -250,3 +250,13 @@ def rootless_packages(distro: str, source: str, storage_driver: str | None) -> l
     if storage_driver == "fuse-overlayfs":
         pkgs.append(FUSE_OVERLAYFS)
     return pkgs
+
+
+# package family -> root shell that installs the tools `swarmlab trace` needs (tcpdump; the
+# iptables package already brings xtables-monitor), only when they are missing
+TRACE_TOOLS_INSTALL: dict[str, str] = {
+    "apt": "command -v tcpdump >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+           "tcpdump >/dev/null 2>&1 || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive "
+           "apt-get install -y -qq tcpdump >/dev/null; }; echo installed; }",
+    "pacman": "command -v tcpdump >/dev/null || { pacman -S --noconfirm --needed tcpdump >/dev/null; echo installed; }",
+}

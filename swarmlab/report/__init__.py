@@ -20,9 +20,11 @@ class ReportResult:
 
 def build_report(spec: LabSpec, spec_file: Path) -> ReportResult:
     """Collect over SSH, save report.json, render report.html (both in .state/<lab>/)."""
+    from swarmlab.learn.live_trace import load_last
     from swarmlab.report import collect, render
 
     data = collect.collect_lab(spec, spec_file)
+    data["trace"] = load_last(spec.name)  # the last `swarmlab trace`, drawn on the topology
     json_path = collect.save(data)
     html_path = render.write(spec, data, lab_state_dir(spec.name) / "report.html")
     return ReportResult(json_path, html_path, data["seconds"], render.differences(spec, data))

@@ -18,6 +18,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 BRIDGE_COLOR = "#e8f1fb"
 OVERLAY_COLOR = "#fdf1dc"
 WRONG = "#c62828"
+TRACE = "#6a1b9a"
 
 
 def _id(*parts: str) -> str:
@@ -222,7 +223,40 @@ def dot_source(spec: LabSpec, data: dict[str, Any]) -> graphviz.Digraph:
     for d in (d for d in differences(spec, data) if d["kind"] in ("missing overlay", "extra node")):
         did = _id("diff", d["subject"])
         g.node(did, d["text"].upper(), shape="note", color=WRONG, fontcolor=WRONG, id=did)
+    trace_path(g, spec, data, drawn_ids(g))
     return g
+
+
+def drawn_ids(g: graphviz.Graph) -> set[str]:
+    """The ids of the boxes already in the graph source (a path is drawn only between those)."""
+    return set(re.findall(r"^\s*\"?([A-Za-z0-9_.-]+)\"? \[", "\n".join(g.body), re.M))
+
+
+def trace_points(trace: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the traced packet went, as (kind, name) boxes: one more point than hops."""
+    a, b = (h["node"] for h in trace["hops"][:2])
+    if trace["kind"] == "masquerade":
+        return [("bridge", a), ("eth", a), ("eth", b)]
+    if trace["kind"] == "overlay":
+        return [("eth", a), ("overlay", trace.get("meta", {}).get("overlay", "")), ("eth", b)]
+    return [("eth", a), ("eth", b), ("bridge", b)]
+
+
+def trace_path(g: graphviz.Graph, spec: LabSpec, data: dict[str, Any], drawn: set[str]) -> None:
+    """The last `swarmlab trace` as numbered arrows over the topology, one per hop."""
+    trace = data.get("trace")
+    if not trace or trace.get("lab") != spec.name or len(trace.get("hops") or []) < 2:
+        return
+    ids = []
+    for kind, name in trace_points(trace):
+        box = {"eth": _id(name, "eth"), "bridge": _id(name, "br", "docker0"), "overlay": _id("overlay", name)}[kind]
+        ids.append(box if box in drawn or kind == "eth" else _id(trace["hops"][0 if not ids else 1]["node"], "eth"))
+    for i, hop in enumerate(trace["hops"], 1):
+        rules = sum(e["kind"] == "rule" for e in hop["events"])
+        dropped = hop["verdict"] == "DROP"
+        g.edge(ids[i - 1], ids[i], color=WRONG if dropped else TRACE, fontcolor=WRONG if dropped else TRACE,
+               penwidth="2.5", dir="forward", constraint="false", style="dashed" if dropped else "bold",
+               label=_l(f"trace {i}: {hop['node']}\n{rules} rule(s) hit, {hop['verdict']}"), id=_id("trace", str(i)))
 
 
 def svg(spec: LabSpec, data: dict[str, Any]) -> str:
@@ -249,7 +283,8 @@ def html(spec: LabSpec, data: dict[str, Any]) -> str:
                              trim_blocks=True, lstrip_blocks=True)
     checks = data["verification"]["checks"]
     counts = {k: sum(c["outcome"] == k for c in checks) for k in ("passed", "failed", "skipped")}
-    return env.get_template("report.html.j2").render(
+    trace = data.get("trace") if (data.get("trace") or {}).get("lab") == spec.name else None
+    return env.get_template("report.html.j2").render(trace=trace,
         spec=spec, data=data, svg=svg(spec, data), diffs=differences(spec, data),
         rules={n: node_rules(f) for n, f in data["nodes"].items() if not f.get("error")},
         overlays=overlays(data), view=swarm_view(data), counts=counts,

@@ -50,17 +50,36 @@ def trace_port(facts: dict[str, Any], node_ip: str, other_ip: str, port: int, if
                   f"  ports published on this node: {', '.join(published) or 'none'}"]
         return lines
     to = verdict.split(" ", 1)[1]
-    addr, _, to_port = to.rpartition(":")
-    bridge = _bridge_of(facts, addr)
+    addr, bridge, (seen, fverdict) = _forward(facts, tables, to, proto, other_ip, iface, port)
     owner = _owner(facts, addr)
     lines += ["", f"-> {to}: {owner or 'no running container has this address'}"
               + (f", behind bridge {bridge}" if bridge else "")]
-    pkt2 = Packet(proto, addr, int(to_port or port), src=other_ip, in_iface=iface, out_iface=bridge)
-    seen, fverdict = walk(tables.get("filter", []), "filter", "FORWARD", pkt2)
     lines += ["", f"filter FORWARD ({iface} -> {bridge or '?'}):"]
     lines += [f"  {_line(e)}" for e in seen]
     lines += ["", f"verdict: {fverdict}"]
     return lines
+
+
+def _forward(facts: dict[str, Any], tables: dict[str, list[str]], to: str, proto: str, other_ip: str,
+             iface: str, port: int) -> tuple[str, str | None, tuple[list[Explained], str]]:
+    """The DNATed packet's walk through filter FORWARD: (address, bridge, (rules, verdict))."""
+    addr, _, to_port = to.rpartition(":")
+    bridge = _bridge_of(facts, addr)
+    pkt = Packet(proto, addr, int(to_port or port), src=other_ip, in_iface=iface, out_iface=bridge)
+    return addr, bridge, walk(tables.get("filter", []), "filter", "FORWARD", pkt)
+
+
+def static_walk(facts: dict[str, Any], node_ip: str, other_ip: str, port: int, iface: str = "eth0",
+                proto: str = "tcp") -> tuple[list[Explained], str]:
+    """The rules `explain --port` says a packet from another node meets (nat PREROUTING, then
+    filter FORWARD when a DNAT rule matched) and its verdict."""
+    tables = split_tables(facts["iptables"]["nat"] + "\n" + facts["iptables"]["filter"])
+    pkt = Packet(proto, node_ip, port, src=other_ip, in_iface=iface, local_dst=True)
+    nat_seen, verdict = walk(tables.get("nat", []), "nat", "PREROUTING", pkt)
+    if not verdict.startswith("DNAT "):
+        return nat_seen, "no DNAT: INPUT decides"
+    _, _, (seen, fverdict) = _forward(facts, tables, verdict.split(" ", 1)[1], proto, other_ip, iface, port)
+    return nat_seen + seen, fverdict
 
 
 def _line(e: Explained) -> str:
