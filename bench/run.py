@@ -18,13 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from swarmlab import pipeline
+from swarmlab.cli import pipeline
 from swarmlab.containerlab import docker_cli, provider
 from swarmlab.containerlab.cache import CacheError, remove_cache
 from swarmlab.containerlab.image import NodeImage, ensure_image
-from swarmlab.distros import DISTROS, DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES
-from swarmlab.spec import LabSpec, load_spec
-from swarmlab.state import PROJECT_ROOT, lab_state_dir
+from swarmlab.model.distros import DISTROS, DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES
+from swarmlab.model.spec import LabSpec, load_spec
+from swarmlab.model.state import PROJECT_ROOT, lab_state_dir
 from tests.live.drift import A_DAY_LATER, DRIFTS, Drift, expand, node_name
 
 SUBNET = "10.91.0.0/24"

@@ -3,8 +3,8 @@
     pyinfra inventories/lab.py deploys/swarm.py
 """
 
-from swarmlab.inventory import lab_groups
-from swarmlab.spec import SpecError
+from swarmlab.control.inventory import lab_groups
+from swarmlab.model.spec import SpecError
 
 try:
     managers, workers = lab_groups()

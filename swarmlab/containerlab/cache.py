@@ -14,9 +14,9 @@ from collections.abc import Callable
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NodeImage, ensure_image
-from swarmlab.distros import DISTROS
-from swarmlab.progress import apt_stage, run_streamed
-from swarmlab.spec import LabSpec
+from swarmlab.control.progress import apt_stage, run_streamed
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.spec import LabSpec
 
 CACHE_CONTAINER = "swarmlab-apt-cache"
 CACHE_VOLUME = "swarmlab-apt-cache"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.containerlab import docker_cli
-from swarmlab.distros import DISTROS
-from swarmlab.progress import Throttle, debootstrap_stage, run_streamed
+from swarmlab.control.progress import Throttle, debootstrap_stage, run_streamed
+from swarmlab.model.distros import DISTROS
 
 MIRROR = os.environ.get("SWARMLAB_MIRROR", "http://deb.debian.org/debian")
 IMAGE_REPO = "swarmlab/node"

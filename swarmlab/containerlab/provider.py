@@ -12,10 +12,10 @@ from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.cache import CACHE_CONTAINER, proxy_file
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
-from swarmlab.distros import PLATFORM
-from swarmlab.spec import LabSpec, NodeSpec
-from swarmlab.sshconfig import LAB_CONFIG
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.control.sshconfig import LAB_CONFIG
+from swarmlab.model.distros import PLATFORM
+from swarmlab.model.spec import LabSpec, NodeSpec
+from swarmlab.model.state import lab_state_dir, state_root
 
 LAB_LABEL = "swarmlab.lab"
 NODE_LABEL = "swarmlab.node"

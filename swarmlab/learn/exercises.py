@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir
 
 
 @dataclass(frozen=True)

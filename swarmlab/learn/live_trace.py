@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmlab.distros import DISTROS, TRACE_TOOLS_INSTALL
+from swarmlab.control.parallel import on_each
 from swarmlab.learn import scripts
 from swarmlab.learn.tracelog import disagreements, first_packet, parse_monitor, reachable, verdict_of
-from swarmlab.parallel import on_each
+from swarmlab.model.distros import DISTROS, TRACE_TOOLS_INSTALL
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir
 from swarmlab.report.explain import split_tables
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir
 
 KINDS = ("port", "overlay", "masquerade")
 PORT = 18090  # the port the trace's web container publishes

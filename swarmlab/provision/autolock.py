@@ -18,12 +18,12 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
+from swarmlab.model.spec import LabSpec, duration_seconds
+from swarmlab.model.state import lab_state_dir
+from swarmlab.model.swarm_state import from_swarm
 from swarmlab.provision import factcache
 from swarmlab.provision.facts import SwarmInfo
 from swarmlab.provision.shell import argv
-from swarmlab.spec import LabSpec, duration_seconds
-from swarmlab.state import lab_state_dir
-from swarmlab.swarm_state import from_swarm
 
 KEY_RE = re.compile(r"SWMKEY-1-[A-Za-z0-9+/=]{1,200}")
 NS = 1_000_000_000

@@ -16,12 +16,12 @@ from pyinfra.context import ctx_state
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
-from swarmlab.distros import DISTROS, Distro, distro_from_os_release
+from swarmlab.model.distros import DISTROS, Distro, distro_from_os_release
+from swarmlab.model.shipped import shipped
+from swarmlab.model.spec import LabSpec, NodeSpec, load_spec
 from swarmlab.provision import factcache
 from swarmlab.provision.ops import fail
 from swarmlab.provision.prefetch import lab_facts
-from swarmlab.shipped import shipped
-from swarmlab.spec import LabSpec, NodeSpec, load_spec
 
 TEMPLATES = shipped("templates")  # the repo's templates/, shipped in the wheel as swarmlab/templates/
 

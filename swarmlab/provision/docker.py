@@ -15,7 +15,7 @@ from pyinfra.facts.deb import DebArch
 from pyinfra.facts.files import Directory, File
 from pyinfra.operations import apt, files, server, systemd
 
-from swarmlab.distros import (
+from swarmlab.model.distros import (
     DOCKER_APT_KEY,
     DOCKER_APT_REPO,
     DOCKER_KEYRING,
@@ -23,13 +23,13 @@ from swarmlab.distros import (
     PACKAGE_FAMILIES,
     Distro,
 )
+from swarmlab.model.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
 from swarmlab.provision.ops import fail, units_not_failed
 from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import file_facts, register_facts, service_facts, user_facts
-from swarmlab.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DOCKER_SOURCES_NAME = "docker"  # /etc/apt/sources.list.d/docker.sources

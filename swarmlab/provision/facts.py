@@ -112,7 +112,7 @@ class DockerDaemonState(FactBase):
 
 class SwarmInfo(ShortFactBase):
     """`docker info`'s Swarm section ({} when docker is not there or not running); read it with
-    `swarmlab.swarm_state.from_swarm`, the parser the verify suite uses too."""
+    `swarmlab.model.swarm_state.from_swarm`, the parser the verify suite uses too."""
 
     fact = DockerDaemonState
 

@@ -11,7 +11,8 @@ from pyinfra.api import operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import systemd
 
-from swarmlab.distros import FIREWALL_PACKAGES, Distro
+from swarmlab.model.distros import FIREWALL_PACKAGES, Distro
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.context import lab_deploy, render
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import NftTable
@@ -20,7 +21,6 @@ from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import file_facts, register_facts, service_facts
 from swarmlab.provision.shell import argv
 from swarmlab.provision.ufw import UfwAddedRules, UfwStatus, ufw_enabled, ufw_rules
-from swarmlab.spec import LabSpec, NodeSpec
 
 NFT_FILE = "/etc/swarmlab/firewall.nft"
 FIREWALL_UNIT = "/etc/systemd/system/swarmlab-firewall.service"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pyinfra.operations import files
 
-from swarmlab.distros import DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES, Distro
+from swarmlab.model.distros import DOCKER_PACKAGES, FIREWALL_PACKAGES, NETWORK_PACKAGES, Distro
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.context import lab_deploy
 from swarmlab.provision.docker import daemon_json
 from swarmlab.provision.firewall import backend_for
 from swarmlab.provision.packages import install_packages
-from swarmlab.spec import LabSpec, NodeSpec
 
 
 def lab_package_list(spec: LabSpec, node: NodeSpec, distro: Distro) -> tuple[list[str], bool]:

@@ -14,14 +14,14 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.operations import files, systemd
 
-from swarmlab.distros import NETWORK_BACKENDS, NETWORK_PACKAGES, Distro
+from swarmlab.model.distros import NETWORK_BACKENDS, NETWORK_PACKAGES, Distro
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import changed, fail
 from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import file_facts, register_facts, service_facts
 from swarmlab.provision.shell import argv, line, q
-from swarmlab.spec import LabSpec, NodeSpec
 
 NETPLAN_FILE = NETWORK_BACKENDS["netplan"].path
 NM_CONNECTION = "swarmlab-{iface}"

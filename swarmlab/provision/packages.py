@@ -19,7 +19,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.pacman import PacmanPackages
 from pyinfra.operations import apt, files
 
-from swarmlab.distros import PACKAGE_FAMILIES, Distro
+from swarmlab.model.distros import PACKAGE_FAMILIES, Distro
 from swarmlab.provision.context import template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.prefetch import file_facts, register_facts

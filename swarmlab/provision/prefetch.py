@@ -21,9 +21,9 @@ from pyinfra.facts.hardware import NetworkDevices
 from pyinfra.facts.server import Groups, LinuxDistribution, Os, Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from swarmlab.distros import Distro
+from swarmlab.model.distros import Distro
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.factcache import Request
-from swarmlab.spec import LabSpec, NodeSpec
 
 FactSet = Callable[[LabSpec, NodeSpec, Distro], list[Request]]
 # concern module -> (its place in the batch, its fact set); filled by each concern at import

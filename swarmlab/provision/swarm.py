@@ -20,14 +20,14 @@ from pyinfra.api import HiddenValue, StringCommand, deploy, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.context import ctx_state
 
+from swarmlab.model.spec import LabSpec, NodeSpec, OverlaySpec
+from swarmlab.model.swarm_state import from_swarm
 from swarmlab.provision.autolock import init_args, swarm_options, unlock_if_locked
 from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.prefetch import register_facts
 from swarmlab.provision.shell import argv, line, q
-from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
-from swarmlab.swarm_state import from_swarm
 
 SWARM_PORT = 2377
 MANAGED_LABELS = "swarmlab.labels"  # node label: the keys of the labels swarmlab set

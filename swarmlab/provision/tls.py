@@ -18,7 +18,8 @@ from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.operations import files
 
-from swarmlab import tls
+from swarmlab.control import certs as tls
+from swarmlab.model.spec import LabSpec
 from swarmlab.provision.autolock import unlock_if_locked
 from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
@@ -27,7 +28,6 @@ from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime
 from swarmlab.provision.ops import changed
 from swarmlab.provision.prefetch import file_facts, register_facts
 from swarmlab.provision.shell import line, q
-from swarmlab.spec import LabSpec
 
 DROPIN = "/etc/systemd/system/docker.service.d/swarmlab-tls.conf"
 

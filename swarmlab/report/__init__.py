@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir
 
 
 @dataclass

@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from swarmlab.parallel import on_each
+from swarmlab.control.parallel import on_each
+from swarmlab.model.shipped import PACKAGE
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir
 from swarmlab.provision.facts import KERNEL_MARKERS
-from swarmlab.shipped import PACKAGE
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir
 
 SECTION = "@@@swarmlab-report "
 
@@ -252,8 +252,8 @@ def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = l
 
 def testinfra_hosts(spec: LabSpec, spec_file: Path) -> tuple[dict[str, Any], Path]:
     """testinfra hosts of the spec's nodes, built as the suite builds them (its SSH config)."""
-    from swarmlab.inventory import lab_groups
-    from swarmlab.sshconfig import testinfra_hosts as hosts_of
+    from swarmlab.control.inventory import lab_groups
+    from swarmlab.control.sshconfig import testinfra_hosts as hosts_of
 
     managers, workers = lab_groups(spec_file)
     return hosts_of(managers + workers)

@@ -11,8 +11,8 @@ from typing import Any
 import graphviz
 import jinja2
 
+from swarmlab.model.spec import LabSpec
 from swarmlab.report.explain import explain_save, grouped
-from swarmlab.spec import LabSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
 BRIDGE_COLOR = "#e8f1fb"

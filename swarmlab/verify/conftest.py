@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from swarmlab.inventory import lab_groups, spec_path
-from swarmlab.parallel import on_each
-from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.sshconfig import testinfra_hosts
+from swarmlab.control.inventory import lab_groups, spec_path
+from swarmlab.control.parallel import on_each
+from swarmlab.control.sshconfig import testinfra_hosts
+from swarmlab.model.spec import LabSpec, NodeSpec, load_spec
 from swarmlab.verify.probe import Probe
 from swarmlab.verify.snapshot import Snapshot
 from swarmlab.verify.workloads import Workloads
@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def kernel_state(host, module: str) -> str:
     """`loaded`, `loadable` or `missing` (KernelModules, the deploy's own read) for `module` on
     the node (`host`: a testinfra host or the node's Snapshot); a failed read fails the check."""
-    from swarmlab.security import parse_kernel
+    from swarmlab.verify.cis import parse_kernel
     from swarmlab.verify.snapshot import KERNEL_MODULES
 
     result = host.run(KERNEL_MODULES)

@@ -12,7 +12,7 @@ import typing
 
 from pydantic import BaseModel
 
-from swarmlab.spec import LabSpec
+from swarmlab.model.spec import LabSpec
 
 CHECKS: dict[str, tuple[str, ...]] = {
     "network.subnet": ("test_lab_address_configured_by_the_deploy",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmlab.spec import LabSpec, NodeSpec, OverlaySpec
+from swarmlab.model.spec import LabSpec, NodeSpec, OverlaySpec
 
 # CIS Docker Benchmark 1.6.0 options the `hardened` profile asks of daemon.json
 # (2.2 icc, 2.14 no-new-privileges, 2.16 userland-proxy, 2.9 userns-remap, 2.8 default-ulimits)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from swarmlab.spec import LabSpec
+from swarmlab.model.spec import LabSpec
 from swarmlab.verify.rules import Rule
 
 DROPS = ("DROP", "REJECT")

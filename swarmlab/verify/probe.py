@@ -11,8 +11,8 @@ import hashlib
 import os
 import shlex
 
-from swarmlab.parallel import on_each
-from swarmlab.spec import LabSpec
+from swarmlab.control.parallel import on_each
+from swarmlab.model.spec import LabSpec
 
 # per pytest-xdist worker, so one worker's cleanup never removes another's workloads
 LABEL = f"swarmlab.probe={os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
@@ -54,7 +54,7 @@ class Probe:
         self.hosts = hosts
 
     def build_everywhere(self) -> None:
-        from swarmlab.distros import DISTROS
+        from swarmlab.model.distros import DISTROS
 
         def build(node) -> str:
             script = BUILD.format(image=IMAGE, fetch=FETCH_BUSYBOX[DISTROS[node.distro].family])

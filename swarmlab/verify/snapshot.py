@@ -11,9 +11,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from swarmlab.model.swarm_state import INFO_COMMAND
 from swarmlab.provision.facts import KERNEL_MARKERS, KernelModules
 from swarmlab.provision.kernel import MODULES_FILE, SYSCTL_FILE
-from swarmlab.swarm_state import INFO_COMMAND
 
 NAT_RULES = "iptables -w 90 -t nat -S"
 FILTER_RULES = "iptables -w 90 -t filter -S"
@@ -34,7 +34,7 @@ SYSCTL_CONF = f"cat {SYSCTL_FILE}"
 MODULES_CONF = f"cat {MODULES_FILE}"
 KERNEL_MODULES = KernelModules().command()  # "<module> loaded|loadable|missing" lines
 
-# the fixed reads of swarmlab.security.collect (the CIS checks; its other reads depend on these)
+# the fixed reads of swarmlab.verify.cis.collect (the CIS checks; its other reads depend on these)
 SECURITY_READS = (
     "systemctl show -p MainPID --value docker.service",
     "systemctl show -p FragmentPath --value docker.service",

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from swarmlab.distros import DOCKER_PACKAGES
+from swarmlab.model.distros import DOCKER_PACKAGES
 from swarmlab.provision.docker import running_drift
 from swarmlab.provision.facts import DockerDaemonState
 from swarmlab.verify import expected, repairs

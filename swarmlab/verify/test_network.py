@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from swarmlab.distros import DISTROS, distro_from_os_release
+from swarmlab.model.distros import DISTROS, distro_from_os_release
 from swarmlab.provision.facts import KERNEL_MARKERS
 from swarmlab.provision.firewall import backend_for, firewall_rules, owned_ports
 from swarmlab.provision.kernel import MODULE_FEATURES, MODULES_FILE, REQUIRED_MODULES, SYSCTL_FILE, SYSCTLS

@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 from swarmlab.verify.probe import IMAGE, LABEL
 
 NO_USERS = "the spec has no rootless.users: no rootless Docker to check"
@@ -19,7 +19,7 @@ NO_USERS = "the spec has no rootless.users: no rootless Docker to check"
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize `rootless_user` over the spec's rootless.users (one skipped case if none)."""
     if "rootless_user" in metafunc.fixturenames:
-        from swarmlab.inventory import spec_path
+        from swarmlab.control.inventory import spec_path
 
         users = load_spec(spec_path()).rootless.users
         params = users or [pytest.param(None, marks=pytest.mark.skip(reason=NO_USERS))]

@@ -2,7 +2,7 @@
 
 Each check records its result as the JUnit property `security` (`pass`, `lab choice` or
 `fail`, with `security_node` and `security_finding`): a lab choice passes and names the spec
-field that changes it, a failure fails. `swarmlab/security.py` holds the checks.
+field that changes it, a failure fails. `swarmlab/verify/cis.py` holds the checks.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from swarmlab import security
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.autolock import key_path
-from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.verify import cis as security
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.snapshot import Snapshot
 from swarmlab.verify.workloads import NO_SWARM

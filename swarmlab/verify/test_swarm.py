@@ -9,9 +9,9 @@ import time
 import pytest
 from pyinfra.facts.docker import DockerNetworks
 
+from swarmlab.model.spec import duration_seconds
+from swarmlab.model.swarm_state import INFO_COMMAND, SwarmState, parse_info
 from swarmlab.provision.facts import OverlayNetworks
-from swarmlab.spec import duration_seconds
-from swarmlab.swarm_state import INFO_COMMAND, SwarmState, parse_info
 from swarmlab.verify import expected
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify.conftest import require_kernel
@@ -32,7 +32,7 @@ def _swarm_enabled(spec):
 
 
 def _swarm(snap) -> SwarmState:
-    """The node's swarm state (swarmlab/swarm_state.py) from its snapshot's `docker info`."""
+    """The node's swarm state (swarmlab/model/swarm_state.py) from its snapshot's `docker info`."""
     return parse_info(snap.check_output(INFO_COMMAND))
 
 

@@ -10,8 +10,8 @@ import ssl
 
 import pytest
 
-from swarmlab import tls
-from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.control import certs as tls
+from swarmlab.model.spec import LabSpec, NodeSpec
 
 TIMEOUT = 10
 

@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from swarmlab.parallel import on_each
+from swarmlab.control.parallel import on_each
 from swarmlab.verify.probe import IMAGE, LABEL
 
 PUBLISHED_PORT = 18080

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.containerlab.image import MIRROR, _run, as_root, check_root
-from swarmlab.distros import DISTROS
-from swarmlab.progress import debootstrap_stage
+from swarmlab.control.progress import debootstrap_stage
+from swarmlab.model.distros import DISTROS
 
 BOX_PREFIX = "swarmlab"
 PART_START = 2048  # sectors: the first partition starts at 1 MiB

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from swarmlab.inventory import CONNECTION_FILE, vagrant_root
-from swarmlab.progress import Throttle, run_streamed
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.control.inventory import CONNECTION_FILE, vagrant_root
+from swarmlab.control.progress import Throttle, run_streamed
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir, state_root
 from swarmlab.vm import box as boxes
 from swarmlab.vm import host
 

@@ -39,7 +39,7 @@ def render(results: dict | None = None) -> str:
 
 ## Every spec field, checked on the live host
 
-Each leaf field of the lab spec (`swarmlab/spec.py`; `[]` is every item of a list) maps to the
+Each leaf field of the lab spec (`swarmlab/model/spec.py`; `[]` is every item of a list) maps to the
 checks in `swarmlab/verify` that read it back from the nodes, or to the reason no check can.
 {checked} of {len(fields)} fields are checked; {len(fields) - checked} cannot be. A unit test
 (`tests/unit/test_checks_coverage.py`) walks the spec model and fails on a field with neither,

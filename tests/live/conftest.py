@@ -13,8 +13,8 @@ import pytest
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.provider import LabNames
-from swarmlab.spec import LabSpec, load_spec
-from swarmlab.state import state_root
+from swarmlab.model.spec import LabSpec, load_spec
+from swarmlab.model.state import state_root
 
 LABS = Path(__file__).parent / "labs"
 # one lab state directory for the session and every command it starts, whatever their cwd
@@ -92,7 +92,7 @@ def rejoin_at_vvv_prints_no_token(lab: Lab, state_dir: Path) -> str:
     join again, reading the token from the first manager. Neither join token may appear in
     pyinfra's output (fact output is printed at -vvv) or in the lab's logs. Returns the output.
     """
-    from swarmlab.state import PROJECT_ROOT
+    from swarmlab.model.state import PROJECT_ROOT
 
     worker = lab.spec.workers[0].name
     manager = lab.spec.first_manager.name

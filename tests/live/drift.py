@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmlab.spec import LabSpec
+from swarmlab.model.spec import LabSpec
 
 ALICE = "cd / && sudo -u alice env XDG_RUNTIME_DIR=/run/user/$(id -u alice) "
 

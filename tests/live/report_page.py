@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab.state import PROJECT_ROOT
+from swarmlab.model.state import PROJECT_ROOT
 from swarmlab.verify.probe import BUILD, FETCH_BUSYBOX, IMAGE
 
 SHOTS = PROJECT_ROOT / "reports"

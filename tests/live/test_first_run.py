@@ -16,7 +16,7 @@ import pytest
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
 from swarmlab.containerlab.provider import LAB_LABEL, LabNames
-from swarmlab.state import PROJECT_ROOT, state_root
+from swarmlab.model.state import PROJECT_ROOT, state_root
 
 from .conftest import Lab, lab_fixture, swarmlab
 

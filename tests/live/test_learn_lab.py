@@ -16,7 +16,7 @@ import pytest
 from swarmlab.learn.exercises import EXERCISES
 from swarmlab.learn.scripts import DEAD_MAN_SECONDS
 from swarmlab.learn.tracelog import TRACE_COMMENT
-from swarmlab.state import lab_state_dir
+from swarmlab.model.state import lab_state_dir
 
 from .conftest import Lab, _engine
 

@@ -1,7 +1,7 @@
 """The nightly workflow's own steps, run as the CI runner runs them: a non-root user in the
 docker group with passwordless sudo, in its own copy of the checkout, with its own Python.
 
-The steps are read from .github/workflows/nightly.yml (swarmlab.nightly.workflow_run_steps), so
+The steps are read from .github/workflows/nightly.yml (swarmlab.cli.nightly.workflow_run_steps), so
 this test cannot drift from the workflow. The cells run one after another with two nodes each
 (SWARMLAB_NIGHTLY_NODES; the workflow itself runs three) to keep `make test` short.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from swarmlab.cli.nightly import nightly_spec, workflow_run_steps
 from swarmlab.containerlab import docker_cli, provider
-from swarmlab.nightly import nightly_spec, workflow_run_steps
-from swarmlab.state import PROJECT_ROOT
+from swarmlab.model.state import PROJECT_ROOT
 
 pytestmark = pytest.mark.live
 

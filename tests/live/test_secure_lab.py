@@ -14,8 +14,8 @@ import time
 import pytest
 import yaml
 
-from swarmlab.state import PROJECT_ROOT, state_root
-from swarmlab.tls import docker_config_dir, tls_dir
+from swarmlab.control.certs import docker_config_dir, tls_dir
+from swarmlab.model.state import PROJECT_ROOT, state_root
 
 from .conftest import lab_fixture, swarmlab
 from .drift import SECURE_ROUNDS, record, run_round

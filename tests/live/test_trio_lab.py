@@ -14,7 +14,7 @@ import yaml
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.image import NodeImage
-from swarmlab.state import PROJECT_ROOT, state_root
+from swarmlab.model.state import PROJECT_ROOT, state_root
 
 from .conftest import converge_tests, lab_fixture, rejoin_at_vvv_prints_no_token, swarmlab
 from .drift import drift_tests

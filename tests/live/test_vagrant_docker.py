@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from swarmlab.cli.pipeline import run_deploy, run_verify
 from swarmlab.containerlab import docker_cli, provider
 from swarmlab.containerlab.image import NODE_USER, NodeImage
-from swarmlab.inventory import lab_groups, vagrant_connections
-from swarmlab.pipeline import run_deploy, run_verify
-from swarmlab.spec import LabSpec, load_spec
-from swarmlab.state import PROJECT_ROOT, lab_state_dir
-from swarmlab.vagrant_prep import vagrant_env
+from swarmlab.containerlab.vagrant_prep import vagrant_env
+from swarmlab.control.inventory import lab_groups, vagrant_connections
+from swarmlab.model.spec import LabSpec, load_spec
+from swarmlab.model.state import PROJECT_ROOT, lab_state_dir
 
 from .conftest import LABS, _engine
 

@@ -7,7 +7,7 @@
 How it works (pyinfra 3.10 API mode, no connector is ever used):
 
 * a `State` with an `Inventory` holding every node of the spec, with the host data the real
-  inventory (`swarmlab.inventory.host_data`) gives it;
+  inventory (`swarmlab.control.inventory.host_data`) gives it;
 * each host's `get_fact` is replaced by a lookup in a dict of recorded facts: key `FactClass`
   (any arguments) or `(FactClass, arg)` for a fact called with one argument (`path=`,
   `command=`, ...; list arguments as tuples), or `FactFn(fn)` to compute the value from the
@@ -49,9 +49,9 @@ from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.server import Command, LinuxDistribution
 
-from swarmlab.inventory import host_data
+from swarmlab.control.inventory import host_data
+from swarmlab.model.spec import load_spec
 from swarmlab.provision.factcache import FactBatch
-from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VMLAB = ROOT / "lab.yaml"  # ubuntu-24.04 x2 + manjaro
@@ -253,7 +253,7 @@ def present_executables(*paths: str) -> dict:
 
 def rootless_scripts() -> dict:
     """Docker's rootless scripts installed where every distro's Docker source puts them."""
-    from swarmlab.distros import ROOTLESS_TOOLS
+    from swarmlab.model.distros import ROOTLESS_TOOLS
 
     dirs = {t.script_dir for t in ROOTLESS_TOOLS.values() if t.script_dir}
     return present_executables(*(f"{d}/{name}" for d in sorted(dirs)

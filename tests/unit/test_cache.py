@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from swarmlab.containerlab.cache import cache_address, proxy_config
-from swarmlab.spec import load_spec, parse_spec
+from swarmlab.model.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import yaml
 
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import APT_PROXY_FILE, lab_uses_cache, proxy_file
-from swarmlab.distros import DISTROS
-from swarmlab.spec import parse_spec
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import swarmlab.verify
-from swarmlab import pipeline
-from swarmlab.cli import main
+from swarmlab.cli import pipeline
+from swarmlab.cli.commands import main
+from swarmlab.model.spec import load_spec
 from swarmlab.provision.network import link_problems
-from swarmlab.spec import load_spec
 from swarmlab.verify import coverage, repairs
 from swarmlab.verify.foreign import conflicting_rules
 from swarmlab.verify.rules import parse_rules

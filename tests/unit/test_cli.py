@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from swarmlab.cli import main
+from swarmlab.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_up_with_a_bad_spec_touches_nothing(tmp_path, monkeypatch):
     """Validation runs before the engine or any node is contacted."""
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "labs/local.yaml").read_text().replace("role: manager", "role: worker"))
-    import swarmlab.pipeline as pipeline
+    import swarmlab.cli.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "nodes_up", lambda *a, **k: (_ for _ in ()).throw(AssertionError("touched")))
     result = CliRunner().invoke(main, ["up", "--spec", str(bad)])
@@ -49,8 +49,8 @@ def test_up_with_a_bad_spec_touches_nothing(tmp_path, monkeypatch):
 
 def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tmp_path):
     """The page is the last step of `up`; when it cannot be built, `up` still passes."""
-    import swarmlab.cli as cli
-    import swarmlab.pipeline as pipeline
+    import swarmlab.cli.commands as cli
+    import swarmlab.cli.pipeline as pipeline
     import swarmlab.report as report
 
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
@@ -84,7 +84,7 @@ def test_unknown_node_is_a_lab_error_with_exit_2():
 
 def test_an_expected_error_in_any_command_exits_2_without_traceback(monkeypatch):
     """The group turns the EXPECTED errors into a LabError (click prints it, exit 2)."""
-    import swarmlab.cli as cli
+    import swarmlab.cli.commands as cli
 
     def no_engine() -> None:
         raise cli.provider.ProviderError("no Docker engine answers on unix:///var/run/docker.sock")
@@ -97,7 +97,7 @@ def test_an_expected_error_in_any_command_exits_2_without_traceback(monkeypatch)
 
 
 def test_an_unexpected_error_is_not_swallowed(monkeypatch):
-    import swarmlab.cli as cli
+    import swarmlab.cli.commands as cli
 
     monkeypatch.setattr(cli.provider, "ensure_engine", lambda: 1 / 0)
     result = CliRunner().invoke(main, ["down", "--spec", str(ROOT / "labs/local.yaml")])
@@ -105,7 +105,7 @@ def test_an_unexpected_error_is_not_swallowed(monkeypatch):
 
 
 def test_verify_exits_1_on_failed_checks(monkeypatch, tmp_path):
-    import swarmlab.cli as cli
+    import swarmlab.cli.commands as cli
 
     monkeypatch.setattr(cli.pipeline, "run_verify", lambda *a, **k: cli.pipeline.VerifyResult(
         passed=5, failed=1, skipped=0, seconds=1.0, skip_reasons=[], report=tmp_path / "j.xml",
@@ -122,7 +122,7 @@ def test_nightly_names_the_distros_it_knows():
 
 
 def test_verify_writes_the_security_findings_beside_the_report(monkeypatch, tmp_path):
-    import swarmlab.cli as cli
+    import swarmlab.cli.commands as cli
 
     monkeypatch.setattr(cli.pipeline, "run_verify", lambda *a, **k: cli.pipeline.VerifyResult(
         passed=2, failed=0, skipped=0, seconds=1.0, skip_reasons=[], report=tmp_path / "j.xml",

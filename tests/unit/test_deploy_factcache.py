@@ -9,13 +9,13 @@ from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.facts.hardware import Ipv4Addrs, NetworkDevices
 from pyinfra.facts.server import LinuxDistribution
 
-from swarmlab.distros import DISTROS
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.spec import load_spec
 from swarmlab.provision import factcache
 from swarmlab.provision.factcache import MARK, FactBatch, fact_key
 from swarmlab.provision.facts import DockerDaemonState, KernelModules, SwarmInfo
 from swarmlab.provision.prefetch import FACT_SETS, lab_facts
 from swarmlab.provision.ufw import UfwStatus
-from swarmlab.spec import load_spec
 
 
 def _run(command) -> list[str]:

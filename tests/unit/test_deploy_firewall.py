@@ -12,10 +12,10 @@ import pytest
 from deployfakes import LOCAL, VMLAB, present_file, recorded, run_deploy, spec_file
 from pyinfra.facts.pacman import PacmanPackages
 
+from swarmlab.model.spec import load_spec
 from swarmlab.provision.facts import NftTable
 from swarmlab.provision.firewall import NFT_FILE, firewall_rules, swarm_firewall
 from swarmlab.provision.ufw import UfwAddedRules, UfwStatus, ufw_rule_ports
-from swarmlab.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VM_SUBNET = "192.168.56.0/24"

@@ -9,6 +9,8 @@ import pytest
 from deployfakes import LOCAL, VMLAB, recorded, run_deploy, spec_file
 from pyinfra.facts.server import Command
 
+from swarmlab.model.spec import OverlaySpec, load_spec
+from swarmlab.model.swarm_state import from_swarm
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.swarm import (
     MANAGED_LABELS,
@@ -19,8 +21,6 @@ from swarmlab.provision.swarm import (
     overlay_drift,
     reconcile_commands,
 )
-from swarmlab.spec import OverlaySpec, load_spec
-from swarmlab.swarm_state import from_swarm
 
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab.distros import APT_DISTROS, DISTROS, DOCKER_PACKAGES, ROOTLESS_TOOLS, Distro
+from swarmlab.model.distros import APT_DISTROS, DISTROS, DOCKER_PACKAGES, ROOTLESS_TOOLS, Distro
 
 PLATFORM_JSON = Path(__file__).resolve().parents[2] / "swarmlab" / "data" / "platform.json"
 

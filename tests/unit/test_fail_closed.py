@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab import security
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
+from swarmlab.verify import cis as security
 from swarmlab.verify import snapshot as shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +71,8 @@ def _tls_server(tmp_path: Path, require_client_cert: bool):
     import ssl
     import threading
 
-    from swarmlab import tls
-    from swarmlab.spec import NodeSpec
+    from swarmlab.control import certs as tls
+    from swarmlab.model.spec import NodeSpec
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     files = tls.ensure_server_cert(tmp_path, "t", NodeSpec(name="n1", distro="debian-13", ip="127.0.0.1",

@@ -13,11 +13,12 @@ import pytest
 from click.testing import CliRunner
 from test_no_surprise_deletion import Engine
 
-from swarmlab import nextsteps, pipeline, preflight, report
-from swarmlab.cli import main
+from swarmlab import report
+from swarmlab.cli import nextsteps, pipeline, preflight
+from swarmlab.cli.commands import main
 from swarmlab.containerlab import cache, docker_cli, image, provider
 from swarmlab.containerlab.provider import LAB_LABEL, NODE_LABEL, ProviderError
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repo (tests may run against an installed wheel)
 LOCAL = PROJECT_ROOT / "labs" / "local.yaml"
@@ -312,7 +313,7 @@ def test_up_prints_the_next_steps_after_a_failed_deploy_too(state: Path, monkeyp
 def test_vagrant_prep_prepares_and_prints_exports_a_shell_can_eval(
         state: Path, tmp_path, monkeypatch) -> None:
     done: list[str] = []
-    from swarmlab import vagrant_prep
+    from swarmlab.containerlab import vagrant_prep
 
     monkeypatch.setattr(provider, "ensure_engine", lambda: None)
     monkeypatch.setattr(vagrant_prep, "ensure_image",
@@ -338,7 +339,7 @@ def test_vagrant_prep_prepares_and_prints_exports_a_shell_can_eval(
 
 
 def test_vagrant_prep_env_only_builds_nothing(state: Path, monkeypatch) -> None:
-    from swarmlab import vagrant_prep
+    from swarmlab.containerlab import vagrant_prep
 
     monkeypatch.setattr(vagrant_prep, "prepare", lambda *a, **k: pytest.fail("prepared"))
     result = CliRunner().invoke(main, ["vagrant-prep", "--env-only", "--spec", str(VAGRANT_LAB)])

@@ -15,7 +15,7 @@ from swarmlab.containerlab.image import (
     as_root,
     debootstrap_command,
 )
-from swarmlab.distros import DISTROS, distro_from_os_release
+from swarmlab.model.distros import DISTROS, distro_from_os_release
 
 
 @pytest.mark.parametrize("key", sorted(k for k in OS_RELEASE if k in DISTROS))

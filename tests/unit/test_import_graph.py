@@ -106,7 +106,7 @@ def test_the_checker_finds_a_cycle() -> None:
 
 def test_the_graph_reads_every_kind_of_import() -> None:
     edges = graph()
-    assert "swarmlab.spec" in edges["swarmlab.cli"]  # from swarmlab.spec import ...
+    assert "swarmlab.model.spec" in edges["swarmlab.cli.commands"]  # from swarmlab.model.spec import ...
     assert any(m.startswith("swarmlab.provision.") for m in edges["swarmlab.provision.docker"])
 
 

@@ -24,6 +24,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.facts.server import Command, Users
 
+from swarmlab.model.spec import SpecError, load_spec, parse_spec
 from swarmlab.provision.docker import install_docker
 from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.firewall import swarm_firewall
@@ -33,7 +34,6 @@ from swarmlab.provision.network import static_address
 from swarmlab.provision.rootless import STATE_FILE, rootless_docker
 from swarmlab.provision.shell import argv
 from swarmlab.provision.swarm import form_swarm, reconcile_commands
-from swarmlab.spec import SpecError, load_spec, parse_spec
 
 MARK = "PWNED"
 PAYLOADS = [

@@ -1,4 +1,4 @@
-"""Unit tests for the inventory helpers (swarmlab/inventory.py)."""
+"""Unit tests for the inventory helpers (swarmlab/control/inventory.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import vagrant
 
-from swarmlab import inventory
-from swarmlab.inventory import (
+from swarmlab.control import inventory
+from swarmlab.control.inventory import (
     lab_groups,
     vagrant_connections,
     vagrant_ssh_data,
     write_container_connection,
 )
-from swarmlab.spec import SpecError, load_spec
+from swarmlab.model.spec import SpecError, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "labs" / "local.yaml"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab.distros import DISTROS
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.spec import parse_spec
 from swarmlab.provision.lab_packages import lab_package_list, lab_packages
-from swarmlab.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

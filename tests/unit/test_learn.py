@@ -118,7 +118,7 @@ def test_rule_words_are_quoted_into_the_shell():
 
 
 def test_the_last_trace_is_a_path_on_the_picture(tmp_path):
-    from swarmlab.spec import load_spec
+    from swarmlab.model.spec import load_spec
 
     (tmp_path / "lab.yaml").write_text(SPEC)
     spec = load_spec(tmp_path / "lab.yaml")
@@ -161,7 +161,7 @@ def test_docker28_layout_goes_through_docker_forward_and_bridge():
 def test_exercise_commands_without_a_running_exercise(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from swarmlab.cli import main
+    from swarmlab.cli.app import main
 
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
     spec = tmp_path / "lab.yaml"
@@ -178,7 +178,7 @@ def test_exercise_commands_without_a_running_exercise(tmp_path, monkeypatch):
 
 def test_graded_hints_in_order_then_the_last_again(tmp_path, monkeypatch):
     from swarmlab.learn import exercises
-    from swarmlab.spec import load_spec
+    from swarmlab.model.spec import load_spec
 
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
     (tmp_path / "lab.yaml").write_text(SPEC)

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from swarmlab import cli
+from swarmlab.cli import commands as cli
+from swarmlab.cli.nightly import WORKFLOW, nightly_spec, workflow_cells, workflow_run_steps
 from swarmlab.containerlab.image import NodeImage
-from swarmlab.distros import DISTROS, DOCKER_PACKAGES
-from swarmlab.nightly import WORKFLOW, nightly_spec, workflow_cells, workflow_run_steps
-from swarmlab.spec import parse_spec
+from swarmlab.model.distros import DISTROS, DOCKER_PACKAGES
+from swarmlab.model.spec import parse_spec
 
 
 @pytest.mark.parametrize("distro,source", sorted(DOCKER_PACKAGES))

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from swarmlab.cli import main
+from swarmlab.cli.commands import main
 from swarmlab.containerlab import cache, docker_cli, provider
 from swarmlab.containerlab.cache import CACHE_CONTAINER, CacheError, remove_cache
 from swarmlab.containerlab.image import NodeImage
 from swarmlab.containerlab.provider import LAB_LABEL, ProviderError, ensure_network, start_node
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "labs" / "local.yaml"
@@ -168,7 +168,7 @@ def test_ssh_to_a_stopped_node_says_so(tmp_path: Path, monkeypatch, engine: Engi
 
 
 def test_up_says_what_the_container_lab_grants(monkeypatch) -> None:
-    import swarmlab.pipeline as pipeline
+    import swarmlab.cli.pipeline as pipeline
 
     def stop(*_a, **_k):
         raise provider.ProviderError("stopped here")

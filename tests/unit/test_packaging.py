@@ -1,4 +1,4 @@
-"""What the wheel ships and where swarmlab finds it (swarmlab/shipped.py), and where lab state goes.
+"""What the wheel ships and where swarmlab finds it (swarmlab/model/shipped.py), and where lab state goes.
 
 The unit suite also runs against an installed wheel (tests/package/test_wheel.py sets
 SWARMLAB_TEST_INSTALLED to that venv's site-packages): the first test then proves the installed
@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import swarmlab
-from swarmlab import cli, shipped, state
+from swarmlab.cli import commands as cli
+from swarmlab.model import shipped, state
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = os.environ.get("SWARMLAB_TEST_INSTALLED")  # site-packages of the wheel under test
@@ -75,7 +76,7 @@ def test_pyproject_ships_every_package_and_maps_every_shipped_directory() -> Non
 
 
 def test_package_code_does_not_look_for_files_beside_the_package() -> None:
-    """PROJECT_ROOT is site-packages when installed: only swarmlab.state defines it (tests/live use it)."""
+    """PROJECT_ROOT is site-packages when installed: only swarmlab.model.state defines it (tests/live use it)."""
     users = [str(p.relative_to(ROOT)) for p in (ROOT / "swarmlab").rglob("*.py")
              if re.search(r"\bPROJECT_ROOT\b", p.read_text()) and p.name != "state.py"]
     assert users == []
@@ -109,7 +110,7 @@ def test_a_checkouts_old_state_dir_is_kept_with_one_notice(tmp_path: Path, monke
 
 
 def test_pyinfra_and_pytest_get_the_state_dir_and_spec(tmp_path: Path, monkeypatch) -> None:
-    from swarmlab import pipeline
+    from swarmlab.cli import pipeline
 
     monkeypatch.delenv("SWARMLAB_STATE", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -130,7 +131,7 @@ def test_installed_up_without_a_spec_names_the_fix(monkeypatch) -> None:
 
 def test_the_entry_points_pyinfra_runs_are_shipped_and_call_functions() -> None:
     """pyinfra executes a deploy file once per host: each must call its deploy functions."""
-    from swarmlab import pipeline
+    from swarmlab.cli import pipeline
 
     assert pipeline.INVENTORY == shipped.shipped("inventories") / "lab.py"
     assert pipeline.SWARM_DEPLOY == shipped.shipped("deploys") / "swarm.py"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab import pipeline
-from swarmlab.spec import load_spec
+from swarmlab.cli import pipeline
+from swarmlab.model.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_FAILED_LOG = """--> Starting operation: Kernel prerequisites | modules loaded at boot

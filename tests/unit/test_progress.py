@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from swarmlab.progress import Throttle, apt_stage, debootstrap_stage, run_streamed
+from swarmlab.control.progress import Throttle, apt_stage, debootstrap_stage, run_streamed
 
 # Recorded debootstrap 1.0.141 output (trixie, minbase), abridged
 DEBOOTSTRAP_OUTPUT = """\

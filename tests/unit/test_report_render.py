@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from swarmlab.model.spec import load_spec
 from swarmlab.report import collect, render
-from swarmlab.spec import load_spec
 
 DATA = Path(__file__).parent / "data"
 SPEC = """

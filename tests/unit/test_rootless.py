@@ -9,7 +9,8 @@ from deployfakes import LOCAL, VMLAB, present_executables, rootless_scripts, run
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users
 
-from swarmlab.distros import DISTROS, DOCKER_PACKAGES, rootless_packages, rootless_tools
+from swarmlab.model.distros import DISTROS, DOCKER_PACKAGES, rootless_packages, rootless_tools
+from swarmlab.model.spec import load_spec
 from swarmlab.provision.rootless import (
     LINK_DIR,
     STATE_FILE,
@@ -25,7 +26,6 @@ from swarmlab.provision.rootless import (
     rootless_docker,
     rootless_storage_driver,
 )
-from swarmlab.spec import load_spec
 
 # --- subordinate ids ----------------------------------------------------------------------
 
@@ -394,7 +394,7 @@ def test_rootless_unit_enabled_and_running_through_pyinfras_user_mode_systemd():
         **base, SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}})
     assert up.op(name).commands == []
     # the facts it reads are in the lab's batch (no command of their own on a no-change run)
-    from swarmlab.distros import DISTROS
+    from swarmlab.model.distros import DISTROS
     from swarmlab.provision.rootless import rootless_facts
 
     spec = load_spec(LOCAL)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from swarmlab import schema
-from swarmlab.cli import main
-from swarmlab.spec import LabSpec, load_spec
+from swarmlab.cli.commands import main
+from swarmlab.model import schema
+from swarmlab.model.spec import LabSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "docs" / schema.SCHEMA_FILE
@@ -35,12 +35,12 @@ def _objects(node: object):
 
 def test_committed_schema_is_current() -> None:
     assert SCHEMA_FILE.read_text() == schema.schema_text(), \
-        "docs/lab-spec.schema.json is stale: run python -m swarmlab.schema"
+        "docs/lab-spec.schema.json is stale: run python -m swarmlab.model.schema"
 
 
 def test_spec_reference_page_is_current() -> None:
     page = (ROOT / "docs" / "spec.md").read_text()
-    assert schema.rewrite_page(page) == page, "docs/spec.md is stale: run python -m swarmlab.schema"
+    assert schema.rewrite_page(page) == page, "docs/spec.md is stale: run python -m swarmlab.model.schema"
 
 
 def test_reference_lists_every_field_of_every_section() -> None:

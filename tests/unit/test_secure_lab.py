@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab import pipeline, security, tls
+from swarmlab.cli import pipeline
+from swarmlab.control import certs as tls
+from swarmlab.model.spec import SpecError, duration_seconds, parse_spec
 from swarmlab.provision.autolock import init_args, update_args
 from swarmlab.provision.docker import daemon_config
 from swarmlab.provision.swarm import init_command
 from swarmlab.provision.tls import dropin_text, listener_drift
-from swarmlab.spec import SpecError, duration_seconds, parse_spec
+from swarmlab.verify import cis as security
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURE = ROOT / "tests" / "live" / "labs" / "secure.yaml"

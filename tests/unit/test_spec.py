@@ -1,4 +1,4 @@
-"""Unit tests for the lab-spec validator (swarmlab/spec.py).
+"""Unit tests for the lab-spec validator (swarmlab/model/spec.py).
 
 Each bad spec is built from labs/local.yaml: load it, mutate a copy, dump it back to
 YAML text and feed it to `parse_spec`.
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from swarmlab.distros import DISTROS
-from swarmlab.spec import LabSpec, SpecError, load_spec, parse_spec
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.spec import LabSpec, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "labs" / "local.yaml"

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from swarmlab.cli import main
-from swarmlab.spec import MAX_SPEC_BYTES, SHOW_MAX, SpecError, load_spec, parse_spec
+from swarmlab.cli.commands import main
+from swarmlab.model.spec import MAX_SPEC_BYTES, SHOW_MAX, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "labs" / "local.yaml"

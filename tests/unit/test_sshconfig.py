@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab import pipeline, sshconfig
-from swarmlab.inventory import NO_HOST_KEY_CHECK
-from swarmlab.spec import load_spec
+from swarmlab.cli import pipeline
+from swarmlab.control import sshconfig
+from swarmlab.control.inventory import NO_HOST_KEY_CHECK
+from swarmlab.model.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VAGRANT_KEY = "/home/dev/.vagrant/machines/my vm/node2/virtualbox/private_key"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VAGRANT = shutil.which("vagrant")

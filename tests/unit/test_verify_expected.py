@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from swarmlab.spec import HARDENED_DAEMON, NodeSpec, OverlaySpec, load_spec, parse_spec
+from swarmlab.model.spec import HARDENED_DAEMON, NodeSpec, OverlaySpec, load_spec, parse_spec
 from swarmlab.verify import expected
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 import testinfra
 from testinfra.backend.base import BaseBackend
 
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 from swarmlab.verify import snapshot as shared
 from swarmlab.verify import test_docker, test_network, test_security, test_swarm, test_tls
 
@@ -109,7 +109,7 @@ def test_a_lab_without_swarm_skips_the_swarm_checks_with_the_reason(monkeypatch)
     """`swarm.enabled: false`: every swarm check (and the CIS swarm section) skips, saying so."""
     import yaml
 
-    from swarmlab.spec import parse_spec
+    from swarmlab.model.spec import parse_spec
     from swarmlab.verify.workloads import NO_SWARM, SwarmWorkloads
 
     monkeypatch.setattr("socket.create_connection", _refused)

@@ -1,4 +1,4 @@
-"""swarmlab.swarm_state: the one parser of a node's swarm state in `docker info` JSON."""
+"""swarmlab.model.swarm_state: the one parser of a node's swarm state in `docker info` JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from swarmlab.swarm_state import SwarmState, from_swarm, parse_info
+from swarmlab.model.swarm_state import SwarmState, from_swarm, parse_info
 
 MANAGER_SWARM = {
     "NodeID": "abc123", "NodeAddr": "10.77.0.11", "LocalNodeState": "active",

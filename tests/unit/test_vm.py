@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarmlab.spec import load_spec
+from swarmlab.model.spec import load_spec
 from swarmlab.vm import box as boxes
 from swarmlab.vm import host, lab
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from swarmlab.distros import DISTROS, DOCKER_PACKAGES
+from swarmlab.model.distros import DISTROS, DOCKER_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from swarmlab.inventory import vagrant_root
-from swarmlab.spec import load_spec
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.control.inventory import vagrant_root
+from swarmlab.model.spec import load_spec
+from swarmlab.model.state import lab_state_dir, state_root
 from swarmlab.vm.lab import vm_env
 
 SPEC_PATH = Path(__file__).parent / "labs" / "vm.yaml"

@@ -27,7 +27,8 @@ from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server, systemd
 
-from swarmlab.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
+from swarmlab.model.distros import PACKAGE_FAMILIES, Distro, RootlessTools, rootless_packages, rootless_tools
+from swarmlab.model.spec import LabSpec, NodeSpec
 from swarmlab.provision.context import checked_distro, declare_lab_facts, lab_node, lab_spec, render, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.ops import fail
@@ -69,7 +70,6 @@ from swarmlab.provision.rootless.subids import (
     subid_range,
 )
 from swarmlab.provision.shell import argv
-from swarmlab.spec import LabSpec, NodeSpec
 
 __all__ = [
     "CONTEXT", "LINK_DIR", "STATE_FILE", "RootlessHost", "RootlessUser",

@@ -17,11 +17,11 @@ from pyinfra import host, logger, state
 from pyinfra.api import FactBase, operation
 from pyinfra.facts.files import File
 
+from swarmlab.model.spec import LabSpec
 from swarmlab.provision.docker import running_drift
 from swarmlab.provision.rootless.hosttraits import key_values
 from swarmlab.provision.shell import argv, q
 from swarmlab.provision.shell import line as shell_line
-from swarmlab.spec import LabSpec
 
 SCRIPT = "dockerd-rootless.sh"
 SETUPTOOL = "dockerd-rootless-setuptool.sh"

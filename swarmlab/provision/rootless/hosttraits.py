@@ -13,7 +13,7 @@ import shlex
 from pyinfra.api import FactBase
 from pyinfra.operations import files, server
 
-from swarmlab.distros import ROOTLESS_APPARMOR, ROOTLESS_NATIVE_OVERLAY_KERNEL
+from swarmlab.model.distros import ROOTLESS_APPARMOR, ROOTLESS_NATIVE_OVERLAY_KERNEL
 from swarmlab.provision.context import template
 from swarmlab.provision.shell import argv
 from swarmlab.provision.shell import line as shell_line

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from swarmlab import pipeline
+from swarmlab.cli import pipeline
 from swarmlab.containerlab import provider
-from swarmlab.shipped import checkout
-from swarmlab.spec import load_spec
+from swarmlab.model.shipped import checkout
+from swarmlab.model.spec import load_spec
 
 DEFAULT_NODES = 3  # what the workflow runs: 1 manager, 2 workers
 MAX_NODES = 9

@@ -9,16 +9,16 @@ from typing import IO, Any
 
 import click
 
-from swarmlab import nextsteps, pipeline, preflight
+from swarmlab.cli import nextsteps, pipeline, preflight
+from swarmlab.cli.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import CacheError
 from swarmlab.containerlab.docker_cli import DockerError
 from swarmlab.containerlab.image import ImageError
-from swarmlab.distros import DISTROS
-from swarmlab.nightly import DEFAULT_NODES, MAX_NODES, run_nightly
-from swarmlab.shipped import default_spec, example_spec
-from swarmlab.spec import LabSpec, NodeSpec, SpecError, load_spec
-from swarmlab.vagrant_prep import PrepError
+from swarmlab.containerlab.vagrant_prep import PrepError
+from swarmlab.model.distros import DISTROS
+from swarmlab.model.shipped import default_spec, example_spec
+from swarmlab.model.spec import LabSpec, NodeSpec, SpecError, load_spec
 
 CONTAINER_LAB = "labs/local.yaml"  # the default spec in a checkout; installed, --spec names the lab
 EXPECTED = (SpecError, provider.ProviderError, DockerError, ImageError, pipeline.PipelineError, CacheError,
@@ -132,7 +132,7 @@ def vagrant_prep(spec_path: Path | None, env_only: bool) -> None:
 
     Use: eval "$(swarmlab vagrant-prep --spec S)" && vagrant up --provider=docker
     """
-    from swarmlab.vagrant_prep import export_lines, prepare, vagrant_env
+    from swarmlab.containerlab.vagrant_prep import export_lines, prepare, vagrant_env
 
     spec, path = _load(spec_path)
     env = vagrant_env(spec, path) if env_only else prepare(
@@ -176,7 +176,7 @@ def deploy_and_verify(spec: LabSpec, path: Path, verify: bool, report: bool = Fa
         click.echo(f"deploy failed on {', '.join(result.failed_hosts)}:", err=True)
         click.echo(pipeline.tail(result.log, 30), err=True)
     if spec.docker.tls and not result.failed_hosts:
-        from swarmlab.tls import usage_lines
+        from swarmlab.control.certs import usage_lines
 
         for text in usage_lines(spec):
             click.echo(f"  {text}")
@@ -340,24 +340,10 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
 @main.command()
 def schema() -> None:
     """Print the lab spec's JSON Schema (for editors: yaml-language-server)."""
-    from swarmlab.schema import schema_text
+    from swarmlab.model.schema import schema_text
 
     click.echo(schema_text(), nl=False)
 
-
-def _register_vm_commands() -> None:
-    from swarmlab.vm.cli import box_group, vm_group
-
-    main.add_command(box_group)
-    main.add_command(vm_group)
-
-
-_register_vm_commands()
-
-from swarmlab.learn.cli import exercise, trace  # noqa: E402 - the learning commands, own module
-
-main.add_command(trace)
-main.add_command(exercise)
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import swarmlab
 STATE_DIR = ".swarmlab"
 LEGACY_STATE_DIR = ".state"
 # the repo root this module sits in: only meaningful in a checkout (tests/live use it); package
-# code finds its files with swarmlab.shipped instead (a unit test checks)
+# code finds its files with swarmlab.model.shipped instead (a unit test checks)
 PROJECT_ROOT = Path(swarmlab.__file__).resolve().parent.parent
 
 _noticed: set[Path] = set()

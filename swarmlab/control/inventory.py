@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from swarmlab.shipped import checkout, default_spec
-from swarmlab.spec import LabSpec, NodeSpec, load_spec
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.model.shipped import checkout, default_spec
+from swarmlab.model.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.model.state import lab_state_dir, state_root
 
 DEFAULT_SPEC = default_spec("lab.yaml") or Path("lab.yaml")  # installed: lab.yaml in the current directory
 CONNECTION_FILE = "connection.json"

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarmlab.spec import LabSpec, NodeSpec
+from swarmlab.model.spec import LabSpec, NodeSpec
 
 PASS, LAB, FAIL = "pass", "lab choice", "fail"
 ORDER = {PASS: 0, LAB: 1, FAIL: 2}

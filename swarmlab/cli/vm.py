@@ -1,4 +1,6 @@
-"""`swarmlab box build` and `swarmlab vm up|down`: the VM lab on libvirt (KVM, or TCG without it)."""
+"""`swarmlab box build` and `swarmlab vm up|down`: the VM lab on libvirt (KVM, or TCG without it).
+
+Registered on the `swarmlab` command by swarmlab/cli/app.py."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from swarmlab import pipeline
-from swarmlab.distros import DISTROS
+from swarmlab.cli import pipeline
+from swarmlab.cli.commands import LabError, deploy_and_verify
+from swarmlab.cli.commands import _load as load_spec_option
+from swarmlab.model.distros import DISTROS
 from swarmlab.vm import box as boxes
 from swarmlab.vm import host
 from swarmlab.vm.lab import VMLabError, down, up
@@ -23,9 +27,7 @@ spec_option = click.option(
 
 
 def _load(spec_path: Path | None):
-    from swarmlab.cli import _load as load  # the one spec discovery rule
-
-    return load(spec_path, VM_LAB)
+    return load_spec_option(spec_path, VM_LAB)  # the one spec discovery rule
 
 
 @click.group("box")
@@ -40,7 +42,6 @@ def box_group() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even when the installed box is current.")
 def box_build(distro: str, force: bool) -> None:
     """Build the box swarmlab/DISTRO and add it to Vagrant (skipped when current)."""
-    from swarmlab.cli import LabError
 
     box = boxes.Box(distro)
     try:
@@ -61,7 +62,6 @@ def vm_group() -> None:
 @click.option("--verify/--no-verify", default=True, help="Run the testinfra suite at the end.")
 def vm_up(spec_path: Path | None, verify: bool) -> None:
     """Build the spec's swarmlab boxes, start the VMs (vagrant up --provider=libvirt), deploy, verify."""
-    from swarmlab.cli import LabError, deploy_and_verify
 
     spec, path = _load(spec_path)
     try:
@@ -78,7 +78,6 @@ def vm_up(spec_path: Path | None, verify: bool) -> None:
 @spec_option
 def vm_down(spec_path: Path | None) -> None:
     """Destroy the lab's VMs and their libvirt network."""
-    from swarmlab.cli import LabError
 
     spec, path = _load(spec_path)
     try:

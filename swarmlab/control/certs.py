@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from swarmlab.spec import LabSpec, NodeSpec
-from swarmlab.state import lab_state_dir
+from swarmlab.model.spec import LabSpec, NodeSpec
+from swarmlab.model.state import lab_state_dir
 
 CA_DAYS = 3650
 LEAF_DAYS = 365

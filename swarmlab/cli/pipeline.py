@@ -17,15 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swarmlab import sshconfig
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.cache import ensure_cache, lab_uses_cache, proxy_config
 from swarmlab.containerlab.image import NODE_USER, NodeImage, ensure_image
-from swarmlab.inventory import NO_HOST_KEY_CHECK, write_container_connection
-from swarmlab.progress import run_streamed
-from swarmlab.shipped import PACKAGE, shipped
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.control import sshconfig
+from swarmlab.control.inventory import NO_HOST_KEY_CHECK, write_container_connection
+from swarmlab.control.progress import run_streamed
+from swarmlab.model.shipped import PACKAGE, shipped
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir, state_root
 from swarmlab.verify import repairs as repair_hints
 
 # the thin entry points a user runs with pyinfra; the wheel ships them inside the package

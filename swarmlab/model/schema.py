@@ -1,6 +1,6 @@
 """The lab spec's JSON Schema and its field reference, both from the pydantic model.
 
-`swarmlab schema` prints the schema. In a checkout, `python -m swarmlab.schema` writes the
+`swarmlab schema` prints the schema. In a checkout, `python -m swarmlab.model.schema` writes the
 committed copies: docs/lab-spec.schema.json (what the shipped specs' `yaml-language-server`
 comment points editors at) and the generated block of docs/spec.md; `--check` exits 1 when
 either is stale.
@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from swarmlab.shipped import checkout
-from swarmlab.spec import LabSpec
+from swarmlab.model.shipped import checkout
+from swarmlab.model.spec import LabSpec
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILE = "lab-spec.schema.json"
-BEGIN = ("<!-- spec reference: written by `python -m swarmlab.schema` from swarmlab/spec.py;"
+BEGIN = ("<!-- spec reference: written by `python -m swarmlab.model.schema` from swarmlab/model/spec.py;"
          " do not edit by hand -->")
 END = "<!-- end of spec reference -->"
 
@@ -102,7 +102,7 @@ def rewrite_page(page: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swarmlab.schema", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m swarmlab.model.schema", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed copy is stale")
     args = parser.parse_args(argv)
     root = checkout()

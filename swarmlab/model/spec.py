@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from swarmlab.distros import DISTROS, docker_plugin_gaps
+from swarmlab.model.distros import DISTROS, docker_plugin_gaps
 
 # --- limits and formats -------------------------------------------------------------------
 

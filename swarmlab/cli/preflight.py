@@ -12,8 +12,8 @@ from pathlib import Path
 
 from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.provider import LAB_LABEL, NODE_LABEL, LabNames, ProviderError
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir, state_root
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir, state_root
 
 SPEC_RECORD = "spec-path"  # .state/<lab>/spec-path: the spec file the lab was brought up from
 

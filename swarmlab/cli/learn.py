@@ -1,6 +1,6 @@
 """The learning commands: `swarmlab trace` and `swarmlab exercise ...` (registered in cli.py).
 
-swarmlab.cli is imported inside the commands: cli.py imports this module to register them.
+Registered on the `swarmlab` command by swarmlab/cli/app.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
     port: a TCP connect to a port a container publishes on another node; overlay: a ping between
     two tasks on the spec's overlay (VXLAN); masquerade: a container reaches another node's SSH port.
     """
-    from swarmlab.cli import LabError, _load, _node
+    from swarmlab.cli.commands import LabError, _load, _node
     from swarmlab.learn.live_trace import TraceError, Tracer, lines, save
     from swarmlab.report.collect import testinfra_hosts
 
@@ -61,7 +61,7 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
     saved = save(result)
     click.echo(json.dumps(result, indent=1) if as_json else "\n".join(lines(result)))
     if not as_json:
-        from swarmlab.cli import _report
+        from swarmlab.cli.commands import _report
 
         click.echo(f"\nsaved: {saved}")
         _report(spec, path, must=False)  # the page draws the path on the topology
@@ -84,7 +84,7 @@ def list_cmd() -> None:
 @click.argument("name", type=click.Choice(sorted(ex.EXERCISES)))
 def start(spec_path: Path | None, name: str) -> None:
     """Break the lab for exercise NAME (it says only the symptom)."""
-    from swarmlab.cli import LabError, _load
+    from swarmlab.cli.commands import LabError, _load
 
     spec, path = _load(spec_path)
     running = ex.current(spec)
@@ -101,7 +101,7 @@ def start(spec_path: Path | None, name: str) -> None:
 
 def _root_shell(spec, path: Path, node: str, shell: str) -> None:
     """A root shell on a node over the suite's SSH connection (sudo)."""
-    from swarmlab.cli import LabError
+    from swarmlab.cli.commands import LabError
     from swarmlab.report.collect import testinfra_hosts
 
     hosts, config = testinfra_hosts(spec, path)
@@ -117,7 +117,7 @@ def _root_shell(spec, path: Path, node: str, shell: str) -> None:
 @spec_option
 def hint(spec_path: Path | None) -> None:
     """The next hint: first the layer, then a command to look with, then the exact place."""
-    from swarmlab.cli import LabError, _load
+    from swarmlab.cli.commands import LabError, _load
 
     spec, _ = _load(spec_path)
     got = ex.next_hint(spec)
@@ -134,8 +134,8 @@ def hint(spec_path: Path | None) -> None:
 @click.pass_context
 def check(ctx: click.Context, spec_path: Path | None, show: bool) -> None:
     """Run the checks that catch this exercise's break: solved (exit 0) or not (exit 1)."""
-    from swarmlab import pipeline
-    from swarmlab.cli import LabError, _load
+    from swarmlab.cli import pipeline
+    from swarmlab.cli.commands import LabError, _load
 
     spec, path = _load(spec_path)
     running = ex.current(spec)
@@ -163,8 +163,8 @@ def reset(ctx: click.Context, spec_path: Path | None) -> None:
     """Repair the lab: put back what Docker owns, re-run the deploy, verify the whole lab."""
     import time
 
-    from swarmlab import pipeline
-    from swarmlab.cli import _load, _verify
+    from swarmlab.cli import pipeline
+    from swarmlab.cli.commands import _load, _verify
 
     spec, path = _load(spec_path)
     running = ex.current(spec)

@@ -8,9 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from swarmlab.shipped import default_spec
-from swarmlab.spec import LabSpec
-from swarmlab.state import state_root
+from swarmlab.model.shipped import default_spec
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import state_root
 
 DEFAULT_SPEC = default_spec("labs/local.yaml")  # None when installed: every command needs --spec
 REPORT_FILE = "report.html"  # written by `swarmlab report`

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from swarmlab.containerlab import provider
 from swarmlab.containerlab.image import NodeImage, ensure_image
-from swarmlab.inventory import CONNECTION_FILE
-from swarmlab.spec import LabSpec
-from swarmlab.state import lab_state_dir
+from swarmlab.control.inventory import CONNECTION_FILE
+from swarmlab.model.spec import LabSpec
+from swarmlab.model.state import lab_state_dir
 
 
 class PrepError(RuntimeError):

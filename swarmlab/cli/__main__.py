@@ -1,0 +1,5 @@
+"""`python -m swarmlab.cli`: the `swarmlab` command."""
+
+from swarmlab.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The control machine's side: inventory, SSH config, TLS material, work on every node, child processes."""

@@ -1,0 +1,1 @@
+"""The lab model: the spec and its schema, per-distro data, where state and shipped files live."""
