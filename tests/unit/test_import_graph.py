@@ -12,15 +12,19 @@ from pathlib import Path
 import pytest
 
 import swarmlab
+from swarmlab.model.shipped import SHIPPED
 
 PACKAGE = Path(swarmlab.__file__).resolve().parent  # the package under test (installed or the checkout's)
 
 
 def modules() -> dict[str, Path]:
-    """Dotted name -> file of every module of the package."""
+    """Dotted name -> file of every module of the package (not the repo directories an installed
+    wheel carries inside it: deploys/ and inventories/ are pyinfra scripts, not modules)."""
     out = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[1] in SHIPPED:
+            continue
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
@@ -123,3 +127,19 @@ def test_each_module_imports_alone(module: str) -> None:
     run = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                          cwd=PACKAGE.parent.parent, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+# the flow's order (docs/architecture.md): a module imports its own layer and those before it
+LAYERS = ["swarmlab", "model", "control", "containerlab", "provision", "verify", "report", "cli"]
+
+
+def test_layers_import_back_along_the_flow_only() -> None:
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "swarmlab"
+
+    subpackages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} - set(SHIPPED)
+    assert subpackages <= set(LAYERS), f"a package outside the layer order: {subpackages - set(LAYERS)}"
+    wrong = sorted(f"{a} imports {b}" for a, bs in graph().items() for b in bs
+                   if LAYERS.index(layer(b)) > LAYERS.index(layer(a)))
+    assert not wrong, "imports against the flow (see docs/architecture.md):\n" + "\n".join(wrong)
