@@ -38,8 +38,9 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
     two tasks on the spec's overlay (VXLAN); masquerade: a container reaches another node's SSH port.
     """
     from swarmlab.cli.commands import LabError, _load, _node
-    from swarmlab.learn.live_trace import TraceError, Tracer, lines, save
+    from swarmlab.learn.live_trace import TraceError, Tracer, lines
     from swarmlab.report.collect import testinfra_hosts
+    from swarmlab.report.lasttrace import save
 
     spec, path = _load(spec_path)
     for name in (src, dst):

@@ -11,13 +11,11 @@ Ctrl-C (and by a dead man's switch on the node if the control machine goes away)
 
 from __future__ import annotations
 
-import json
 import secrets
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from swarmlab.control.parallel import on_each
@@ -25,7 +23,6 @@ from swarmlab.learn import scripts
 from swarmlab.learn.tracelog import disagreements, first_packet, parse_monitor, reachable, verdict_of
 from swarmlab.model.distros import DISTROS, TRACE_TOOLS_INSTALL
 from swarmlab.model.spec import LabSpec
-from swarmlab.model.state import lab_state_dir
 from swarmlab.report.explain import split_tables
 
 KINDS = ("port", "overlay", "masquerade")
@@ -237,21 +234,6 @@ class Tracer:
         Probe(self.spec, self.hosts).remove_services([TASKS])  # waits until the tasks are gone
         on_each(lambda n: self.sh(n, "docker ps -aq --filter label=swarmlab.trace=1 | xargs -r docker rm -f "
                                      ">/dev/null 2>&1; true", check=False), nodes)
-
-
-def save(result: dict[str, Any]) -> Path:
-    """The last trace of the lab, for the report page: .state/<lab>/trace.json."""
-    path = lab_state_dir(result["lab"]) / "trace.json"
-    path.write_text(json.dumps(result, indent=1))
-    return path
-
-
-def load_last(lab: str) -> dict[str, Any] | None:
-    path = lab_state_dir(lab) / "trace.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def overall(hops: list[dict[str, Any]]) -> str:

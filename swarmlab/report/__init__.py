@@ -20,8 +20,8 @@ class ReportResult:
 
 def build_report(spec: LabSpec, spec_file: Path) -> ReportResult:
     """Collect over SSH, save report.json, render report.html (both in .state/<lab>/)."""
-    from swarmlab.learn.live_trace import load_last
     from swarmlab.report import collect, render
+    from swarmlab.report.lasttrace import load_last
 
     data = collect.collect_lab(spec, spec_file)
     data["trace"] = load_last(spec.name)  # the last `swarmlab trace`, drawn on the topology

@@ -130,7 +130,7 @@ def test_each_module_imports_alone(module: str) -> None:
 
 
 # the flow's order (docs/architecture.md): a module imports its own layer and those before it
-LAYERS = ["swarmlab", "model", "control", "containerlab", "provision", "verify", "report", "cli"]
+LAYERS = ["swarmlab", "model", "control", "containerlab", "vm", "provision", "verify", "report", "learn", "cli"]
 
 
 def test_layers_import_back_along_the_flow_only() -> None:
