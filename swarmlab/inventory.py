@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from swarmlab.shipped import checkout, default_spec
-from swarmlab.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.shipped import checkout
+from swarmlab.spec import LabSpec, NodeSpec, SpecError, load_spec
+from swarmlab.specfile import RULE, find_spec
 from swarmlab.state import lab_state_dir, state_root
 
-DEFAULT_SPEC = default_spec("lab.yaml") or Path("lab.yaml")  # installed: lab.yaml in the current directory
 CONNECTION_FILE = "connection.json"
 VAGRANT_TRIES = 3  # a query Vagrant refuses (another `vagrant` holds the machine) is retried
 
@@ -32,9 +32,13 @@ NO_HOST_KEY_CHECK = {"ssh_strict_host_key_checking": "off", "ssh_known_hosts_fil
 
 
 def spec_path() -> Path:
-    """The spec the inventory reads: `SWARMLAB_SPEC`, else lab.yaml at the checkout's root (installed:
-    in the current directory)."""
-    return Path(os.environ.get("SWARMLAB_SPEC", DEFAULT_SPEC)).resolve()
+    """The spec the inventory reads, by the CLI's rule (swarmlab.specfile) without --spec:
+    `SWARMLAB_SPEC`, else ./lab.yaml, else the checkout's labs/local.yaml."""
+    found = find_spec()
+    if found is None:
+        raise SpecError(f"no lab spec: set SWARMLAB_SPEC=FILE or put a lab.yaml in the current "
+                        f"directory (the rule: {RULE})")
+    return found.path
 
 
 def container_connection(spec: LabSpec) -> dict[str, Any] | None:
