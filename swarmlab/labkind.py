@@ -99,10 +99,15 @@ KINDS: tuple[Kind, ...] = (
          lambda spec, args: f"swarmlab up{args}"),
     Kind("Vagrant VMs", lambda spec: bool(_vagrant_ids(spec)), _vagrant_machines,
          lambda spec, args: f"vagrant up (SWARMLAB_SPEC names the spec), then swarmlab deploy{args}"),
-    Kind("SSH hosts", lambda spec: True, lambda spec: {},
-         lambda spec, args: "start the hosts and check that `ssh ADDRESS` works with your SSH "
-                            f"settings, then swarmlab deploy{args}"),
+    Kind("SSH hosts", lambda spec: True, lambda spec: {}, lambda spec, args: _hosts_fix(spec, args)),
 )
+
+
+def _hosts_fix(spec: LabSpec, args: str) -> str:
+    """Nothing says what the nodes run on (no containers, no Vagrant machines, no state): a lab
+    never brought up here, or hosts of one's own."""
+    return (f"swarmlab up{args} (a container lab); your own hosts or VMs: start them, check that "
+            f"`ssh {spec.nodes[0].ip}` works, then swarmlab deploy{args}")
 
 
 def kind_of(spec: LabSpec) -> Kind:
