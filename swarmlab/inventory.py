@@ -69,7 +69,8 @@ def vagrant_dotfile(root: Path | None = None) -> Path:
     return (root or vagrant_root()) / (os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant")
 
 
-def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, dict[str, Any]]:
+def vagrant_connections(spec: LabSpec, root: Path | None = None,
+                        path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant.
 
     Vagrant refuses a second process on a machine another one is reading ("machine is
@@ -85,7 +86,7 @@ def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, di
         import vagrant  # python-vagrant
     except ImportError:  # pragma: no cover - declared dependency
         return {}
-    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
+    env = dict(os.environ, SWARMLAB_SPEC=str(path or spec_path()))  # the Vagrantfile reads this spec
     v = vagrant.Vagrant(str(root), env=env, quiet_stderr=True, quiet_stdout=True)
     error: Exception | None = None
     with _vagrant_lock(spec):
@@ -154,7 +155,7 @@ def lab_groups(path: Path | None = None) -> tuple[list[HostEntry], list[HostEntr
     path = path or spec_path()
     spec = load_spec(path)
     container = container_connection(spec)
-    vagrant_hosts = {} if container else vagrant_connections(spec)
+    vagrant_hosts = {} if container else vagrant_connections(spec, path=path)
 
     def entry(node: NodeSpec) -> HostEntry:
         conn = dict(container or {})
