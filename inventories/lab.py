@@ -2,7 +2,8 @@
 SWARMLAB_SPEC, else ./lab.yaml in the current directory, else a checkout's labs/local.yaml.
 It prints the spec it reads.
 
-    SWARMLAB_SPEC=lab.yaml pyinfra -y inventories/lab.py deploys/swarm.py [--dry] [--limit node1]
+    SWARMLAB_SPEC=lab.yaml pyinfra --dry inventories/lab.py deploys/swarm.py     # the plan
+    SWARMLAB_SPEC=lab.yaml pyinfra -y [--limit node1] inventories/lab.py deploys/swarm.py
 """
 
 import sys

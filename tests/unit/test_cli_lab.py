@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -351,3 +352,25 @@ def test_user_ssh_config_reaches_the_openssh_blocks(tmp_path, monkeypatch):
     block = sshconfig.host_block("srv1", {"ssh_hostname": "192.0.2.11", "ssh_user": "lab"})
     assert "  User lab" in block and "  User admin" not in block
     assert "  User admin" not in sshconfig.host_block("n1", {"ssh_hostname": "10.0.0.5"})
+
+
+def test_a_dry_run_reads_pyinfras_plan(tmp_path, monkeypatch):
+    """pyinfra --dry --json prints {"plan": [...], "results": null} (pyinfra 3.10, seen live)."""
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    out = json.dumps({"results": None, "plan": [
+        {"name": "Swarm firewall | ufw enabled", "hosts_with_change": ["srv1", "srv2"],
+         "hosts_with_conditional_change": []},
+        {"name": "Network | netplan applied", "hosts_with_change": [],
+         "hosts_with_conditional_change": ["srv3"]},
+        {"name": "Docker | packages", "hosts_with_change": [], "hosts_with_conditional_change": []}]})
+    fake = tmp_path / "pyinfra.py"
+    fake.write_text(f"print({out!r})\n")
+    python = tmp_path / "py"  # stands in for `python -m pyinfra ...`: prints the plan
+    python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(fake))}\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(python))
+    result = pipeline.run_deploy(load_spec(SERVERS), SERVERS, extra=["--dry"])
+    assert result.changed == 2 and result.failed_hosts == []
+    assert result.changed_ops == ["Swarm firewall | ufw enabled on srv1,srv2",
+                                  "Network | netplan applied on srv3 (maybe)"]
+    assert result.log.name == "deploy-swarm-dry.log"
