@@ -374,3 +374,15 @@ def test_a_dry_run_reads_pyinfras_plan(tmp_path, monkeypatch):
     assert result.changed_ops == ["Swarm firewall | ufw enabled on srv1,srv2",
                                   "Network | netplan applied on srv3 (maybe)"]
     assert result.log.name == "deploy-swarm-dry.log"
+
+
+def test_the_pyinfra_inventory_file_names_the_spec_it_reads(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    monkeypatch.setenv("VAGRANT_CWD", str(tmp_path))  # no Vagrant environment here
+    monkeypatch.setenv("SWARMLAB_SPEC", str(SERVERS))
+    names = runpy.run_path(str(ROOT / "inventories/lab.py"))
+    assert f"swarmlab inventory: spec: {SERVERS} ($SWARMLAB_SPEC)" in capsys.readouterr().err
+    assert [name for name, _ in names["managers"]] == ["srv1"]
+    assert [name for name, _ in names["workers"]] == ["srv2", "srv3"]
