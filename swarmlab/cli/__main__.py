@@ -1,5 +1,5 @@
 """`python -m swarmlab.cli`: the `swarmlab` command."""
 
-from swarmlab.cli.app import main
+from swarmlab.cli.commands.app import main
 
 main()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from swarmlab.model.shipped import default_spec
 from swarmlab.model.spec import LabSpec
+from swarmlab.model.specfile import default_path
 from swarmlab.model.state import state_root
 
-DEFAULT_SPEC = default_spec("labs/local.yaml")  # None when installed: every command needs --spec
 REPORT_FILE = "report.html"  # written by `swarmlab report`
 
 
@@ -37,9 +35,8 @@ def _shown(path: Path) -> str:
 
 
 def spec_args(spec_path: Path) -> str:
-    """` --spec PATH` unless the commands would find this spec by themselves."""
-    given = os.environ.get("SWARMLAB_SPEC")
-    default = Path(given).resolve() if given else DEFAULT_SPEC
+    """` --spec PATH` unless the commands would find this spec by themselves (swarmlab.model.specfile)."""
+    default = default_path()
     if default is not None and spec_path.resolve() == default:
         return ""
     return f" --spec {shlex.quote(_shown(spec_path))}"

@@ -132,9 +132,11 @@ def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
                extra: list[str] | None = None,
                progress: Callable[[str], None] = lambda _: None) -> DeployResult:
     """Run the pyinfra CLI exactly as a user would, with --json to count changes."""
-    log = lab_state_dir(spec.name) / f"deploy-{deploy.stem}.log"
-    cmd = [sys.executable, "-m", "pyinfra", "-y", "--json", str(INVENTORY), str(deploy),
-           *(extra or [])]
+    dry = "-dry" if "--dry" in (extra or []) else ""  # a plan keeps the last run's log
+    log = lab_state_dir(spec.name) / f"deploy-{deploy.stem}{dry}.log"
+    # -y skips pyinfra's change detection: a --dry plan without it lists the changes and asks nothing
+    cmd = [sys.executable, "-m", "pyinfra", *([] if dry else ["-y"]), "--json", str(INVENTORY),
+           str(deploy), *(extra or [])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(spec_path), cwd=log.parent)
@@ -154,8 +156,13 @@ def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
     reader.join()
     seconds = time.monotonic() - start
     try:
-        results = json.loads("".join(stdout))["results"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        data = json.loads("".join(stdout))
+        if data.get("results") is None and data.get("plan") is not None and proc.returncode == 0:
+            return _planned(spec, data["plan"], seconds, log)  # --dry: the plan, nothing ran
+        results = data["results"]
+        if results is None:
+            raise KeyError("results")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         results = _results_from_log(log, spec)
         if results is None:
             raise PipelineError(
@@ -175,6 +182,20 @@ def run_deploy(spec: LabSpec, spec_path: Path, deploy: Path = SWARM_DEPLOY,
         log=log,
         changed_ops=changed_ops,
     )
+
+
+def _planned(spec: LabSpec, plan: list[dict], seconds: float, log: Path) -> DeployResult:
+    """pyinfra --dry --json: each operation with the hosts it would change (`maybe`: it depends
+    on an earlier change)."""
+    ops = []
+    for op in plan:
+        if op.get("hosts_with_change"):
+            ops.append(f"{op['name']} on {','.join(op['hosts_with_change'])}")
+        if op.get("hosts_with_conditional_change"):
+            ops.append(f"{op['name']} on {','.join(op['hosts_with_conditional_change'])} (maybe)")
+    changed = sum(len(op.get("hosts_with_change") or []) for op in plan)
+    return DeployResult(hosts=len(spec.nodes), changed=changed, failed_hosts=[], seconds=seconds,
+                        log=log, changed_ops=ops)
 
 
 HOST_STATUS_RE = re.compile(r"^    \[(?P<host>[^\]]+)\] (?P<status>Success|No changes|Error)")

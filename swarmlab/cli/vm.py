@@ -17,17 +17,17 @@ from swarmlab.vm import box as boxes
 from swarmlab.vm import host
 from swarmlab.vm.lab import VMLabError, down, up
 
-VM_LAB = "labs/vm.yaml"  # the checkout's example VM lab
 VM_ERRORS = (boxes.BoxError, host.HostError, VMLabError)
 
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(path_type=Path), default=None,
-    help=f"Lab spec (default in a checkout: {VM_LAB}).",
+    help="Lab spec (the one rule: --spec, $SWARMLAB_SPEC, ./lab.yaml, the checkout's default); "
+    "the example VM lab is labs/vm.yaml (make vm-lab).",
 )
 
 
 def _load(spec_path: Path | None):
-    return load_spec_option(spec_path, VM_LAB)  # the one spec discovery rule
+    return load_spec_option(spec_path)  # the one spec discovery rule
 
 
 @click.group("box")

@@ -12,10 +12,9 @@ from swarmlab.containerlab import docker_cli
 from swarmlab.containerlab.cache import CACHE_CONTAINER, proxy_file
 from swarmlab.containerlab.docker_cli import docker
 from swarmlab.containerlab.image import NODE_USER, NodeImage
-from swarmlab.control.sshconfig import LAB_CONFIG
 from swarmlab.model.distros import PLATFORM
 from swarmlab.model.spec import LabSpec, NodeSpec
-from swarmlab.model.state import lab_state_dir, state_root
+from swarmlab.model.state import lab_state_dir
 
 LAB_LABEL = "swarmlab.lab"
 NODE_LABEL = "swarmlab.node"
@@ -227,28 +226,6 @@ def remove_lab(lab: str) -> dict[str, int]:
     if volumes:
         docker("volume", "rm", "-f", *volumes)
     return {"containers": len(containers), "networks": len(networks), "volumes": len(volumes)}
-
-
-def ssh_command(spec: LabSpec, node: NodeSpec) -> list[str]:
-    """ssh to a running node as the lab user, with the lab's SSH config (written by `up`);
-    ProviderError when the lab or node is not up."""
-    key = state_root() / spec.name / "id_ed25519"
-    if not key.exists():
-        raise ProviderError(f"lab {spec.name} is not up (no SSH key in {key.parent}): "
-                            "run `swarmlab up` first")
-    ensure_engine()
-    name = LabNames(spec.name).container(node.name)
-    found = docker_cli.inspect(*docker_cli.ids("container", f"{NODE_LABEL}={node.name}"))
-    running = [c for c in found if c.get("Name", "").lstrip("/") == name
-               and ((c.get("Config") or {}).get("Labels") or {}).get(LAB_LABEL) == spec.name
-               and c["State"]["Running"]]
-    if not running:
-        raise ProviderError(f"node {node.name} of lab {spec.name} is not running "
-                            "(`swarmlab status` shows the nodes; `swarmlab up` starts them)")
-    config = key.parent / LAB_CONFIG
-    if not config.exists():
-        raise ProviderError(f"lab {spec.name} has no SSH config ({config}): run `swarmlab up` again")
-    return ["ssh", "-F", str(config), node.name]
 
 
 def ensure_engine() -> None:

@@ -34,6 +34,8 @@ def vagrant_env(spec: LabSpec, spec_path: Path) -> dict[str, str]:
         "SWARMLAB_SPEC": str(spec_path.resolve()),
         "SWARMLAB_NODE_IMAGE": node_image(spec).tag,
         "VAGRANT_DOTFILE_PATH": str(state / "vagrant"),  # Vagrant's state out of the project
+        # the lab state follows the spec (swarmlab.model.state); the Vagrantfile reads the key there
+        "SWARMLAB_STATE": str(state.parent),
     }
 
 

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from swarmlab.model.shipped import checkout, default_spec
-from swarmlab.model.spec import LabSpec, NodeSpec, load_spec
+from swarmlab.model.shipped import checkout
+from swarmlab.model.spec import LabSpec, NodeSpec, SpecError, load_spec
+from swarmlab.model.specfile import RULE, find_spec
 from swarmlab.model.state import lab_state_dir, state_root
 
-DEFAULT_SPEC = default_spec("lab.yaml") or Path("lab.yaml")  # installed: lab.yaml in the current directory
 CONNECTION_FILE = "connection.json"
 VAGRANT_TRIES = 3  # a query Vagrant refuses (another `vagrant` holds the machine) is retried
 
@@ -32,9 +32,13 @@ NO_HOST_KEY_CHECK = {"ssh_strict_host_key_checking": "off", "ssh_known_hosts_fil
 
 
 def spec_path() -> Path:
-    """The spec the inventory reads: `SWARMLAB_SPEC`, else lab.yaml at the checkout's root (installed:
-    in the current directory)."""
-    return Path(os.environ.get("SWARMLAB_SPEC", DEFAULT_SPEC)).resolve()
+    """The spec the inventory reads, by the CLI's rule (swarmlab.model.specfile) without --spec:
+    `SWARMLAB_SPEC`, else ./lab.yaml, else the checkout's labs/local.yaml."""
+    found = find_spec()
+    if found is None:
+        raise SpecError(f"no lab spec: set SWARMLAB_SPEC=FILE or put a lab.yaml in the current "
+                        f"directory (the rule: {RULE})")
+    return found.path
 
 
 def container_connection(spec: LabSpec) -> dict[str, Any] | None:
@@ -71,7 +75,8 @@ def vagrant_dotfile(root: Path | None = None, spec: LabSpec | None = None) -> Pa
     return (root or vagrant_root()) / ".vagrant"
 
 
-def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, dict[str, Any]]:
+def vagrant_connections(spec: LabSpec, root: Path | None = None,
+                        path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Per running VM: SSH host/port/user/key from python-vagrant; empty without Vagrant.
 
     Vagrant refuses a second process on a machine another one is reading ("machine is
@@ -88,7 +93,8 @@ def vagrant_connections(spec: LabSpec, root: Path | None = None) -> dict[str, di
         import vagrant  # python-vagrant
     except ImportError:  # pragma: no cover - declared dependency
         return {}
-    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()), VAGRANT_DOTFILE_PATH=str(dotfile))
+    env = dict(os.environ, SWARMLAB_SPEC=str(path or spec_path()),  # the Vagrantfile reads this spec
+               VAGRANT_DOTFILE_PATH=str(dotfile))
     v = vagrant.Vagrant(str(root), env=env, quiet_stderr=True, quiet_stdout=True)
     error: Exception | None = None
     with _vagrant_lock(spec):
@@ -157,7 +163,7 @@ def lab_groups(path: Path | None = None) -> tuple[list[HostEntry], list[HostEntr
     path = path or spec_path()
     spec = load_spec(path)
     container = container_connection(spec)
-    vagrant_hosts = {} if container else vagrant_connections(spec)
+    vagrant_hosts = {} if container else vagrant_connections(spec, path=path)
 
     def entry(node: NodeSpec) -> HostEntry:
         conn = dict(container or {})

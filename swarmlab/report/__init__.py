@@ -18,12 +18,14 @@ class ReportResult:
     differences: list[dict[str, str]]
 
 
-def build_report(spec: LabSpec, spec_file: Path) -> ReportResult:
-    """Collect over SSH, save report.json, render report.html (both in .state/<lab>/)."""
+def build_report(spec: LabSpec, spec_file: Path,
+                 unreachable: dict[str, str] | None = None) -> ReportResult:
+    """Collect over SSH, save report.json, render report.html (both in .swarmlab/<lab>/);
+    `unreachable` (node -> SSH error) are not asked and carry their error in the page."""
     from swarmlab.report import collect, render
     from swarmlab.report.lasttrace import load_last
 
-    data = collect.collect_lab(spec, spec_file)
+    data = collect.collect_lab(spec, spec_file, skip=unreachable)
     data["trace"] = load_last(spec.name)  # the last `swarmlab trace`, drawn on the topology
     json_path = collect.save(data)
     html_path = render.write(spec, data, lab_state_dir(spec.name) / "report.html")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmlab.control.parallel import on_each
+from swarmlab.control.reach import short_error
 from swarmlab.model.shipped import PACKAGE
 from swarmlab.model.spec import LabSpec
 from swarmlab.model.state import lab_state_dir
@@ -218,8 +219,10 @@ def _check_docs() -> dict[str, str]:
     return out
 
 
-def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Facts of every spec node reachable in `hosts` (testinfra hosts), in parallel."""
+def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = lambda _: None,
+            skip: dict[str, str] | None = None) -> dict[str, Any]:
+    """Facts of every spec node reachable in `hosts` (testinfra hosts), in parallel; the nodes
+    in `skip` (node -> why) are not asked."""
     start = time.monotonic()
 
     def one(name: str) -> tuple[str, dict[str, Any]]:
@@ -228,14 +231,16 @@ def collect(spec: LabSpec, hosts: dict[str, Any], log: Callable[[str], None] = l
         try:
             result = host.run(f"sh -c {shlex.quote(SCRIPT)}")
         except Exception as err:  # an unreachable node is a fact of the report, not its end
-            return name, {"error": f"{type(err).__name__}: {err}", "seconds": round(time.monotonic() - t0, 2)}
+            return name, {"error": short_error(err), "seconds": round(time.monotonic() - t0, 2)}
         facts = parse_node(split_sections(result.stdout))
         facts["seconds"] = round(time.monotonic() - t0, 2)
         if result.rc != 0 and not result.stdout.strip():
             facts["error"] = (result.stderr or f"exit {result.rc}").strip()[:500]
         return name, facts
 
-    nodes = dict(on_each(one, [n.name for n in spec.nodes if n.name in hosts]))
+    skip = skip or {}
+    nodes = dict(on_each(one, [n.name for n in spec.nodes if n.name in hosts and n.name not in skip]))
+    nodes.update({name: {"error": why or "no connection to this node"} for name, why in skip.items()})
     for n in spec.nodes:
         nodes.setdefault(n.name, {"error": "no connection to this node"})
     seconds = round(time.monotonic() - start, 2)
@@ -259,13 +264,15 @@ def testinfra_hosts(spec: LabSpec, spec_file: Path) -> tuple[dict[str, Any], Pat
     return hosts_of(managers + workers)
 
 
-def collect_lab(spec: LabSpec, spec_file: Path, only: str | None = None) -> dict[str, Any]:
-    """Connect like the suite, collect (one node with `only`), return the report data."""
+def collect_lab(spec: LabSpec, spec_file: Path, only: str | None = None,
+                skip: dict[str, str] | None = None) -> dict[str, Any]:
+    """Connect like the suite, collect (one node with `only`; not the nodes in `skip`), return
+    the report data."""
     hosts, config = testinfra_hosts(spec, spec_file)
     try:
         if only:
             hosts = {only: hosts[only]}
-        return collect(spec, hosts)
+        return collect(spec, hosts, skip=skip)
     finally:
         config.unlink(missing_ok=True)
 

@@ -67,7 +67,7 @@ def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tm
     assert "warning: no report (OSError: ssh: connect to host 10.77.0.11 port 22" in result.output
     assert "summary: hosts=3 changed=0 failed=0" in result.output and "✗ report" in result.output
 
-    monkeypatch.setattr(report, "build_report", lambda spec, path: report.ReportResult(
+    monkeypatch.setattr(report, "build_report", lambda spec, path, **_kw: report.ReportResult(
         tmp_path / "report.json", tmp_path / "report.html", 0.9, []))
     result = CliRunner().invoke(cli.main, ["up", "--no-verify", "--spec", str(ROOT / "labs/local.yaml")])
     assert result.exit_code == 0, result.output
@@ -79,7 +79,7 @@ def test_up_ends_with_the_report_and_a_report_failure_only_warns(monkeypatch, tm
 def test_unknown_node_is_a_lab_error_with_exit_2():
     result = CliRunner().invoke(main, ["ssh", "--spec", str(ROOT / "labs/local.yaml"), "node9"])
     assert result.exit_code == 2
-    assert result.output == "error: no node 'node9' in the spec (nodes: node1, node2, node3)\n"
+    assert result.stderr.splitlines()[-1] == "error: no node 'node9' in the spec (nodes: node1, node2, node3)"
 
 
 def test_an_expected_error_in_any_command_exits_2_without_traceback(monkeypatch):
@@ -92,7 +92,8 @@ def test_an_expected_error_in_any_command_exits_2_without_traceback(monkeypatch)
     monkeypatch.setattr(cli.provider, "ensure_engine", no_engine)
     result = CliRunner().invoke(main, ["down", "--spec", str(ROOT / "labs/local.yaml")])
     assert result.exit_code == 2
-    assert result.output == "error: no Docker engine answers on unix:///var/run/docker.sock\n"
+    assert result.stderr.splitlines() == [f"spec: {ROOT / 'labs/local.yaml'} (--spec)",
+                                          "error: no Docker engine answers on unix:///var/run/docker.sock"]
     assert isinstance(result.exception, SystemExit)
 
 

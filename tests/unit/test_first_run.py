@@ -227,7 +227,7 @@ def test_up_refuses_another_spec_before_touching_anything(engine: Engine, state:
 
 
 def test_next_steps_for_the_default_lab(state: Path, monkeypatch) -> None:
-    monkeypatch.setattr(nextsteps, "DEFAULT_SPEC", LOCAL)  # a checkout's default (installed: none)
+    monkeypatch.setattr(nextsteps, "default_path", lambda: LOCAL)  # a checkout's default (installed: none)
     lines = nextsteps.next_steps(load_spec(LOCAL), LOCAL, ".venv/bin/swarmlab")
     assert lines[0] == "next steps:"
     cmds = [line.split("#")[0].strip() for line in lines[1:]]
@@ -279,7 +279,7 @@ def fake_run(monkeypatch, failed_hosts: list[str]) -> None:
     monkeypatch.setattr(pipeline, "run_deploy", deploy)
     monkeypatch.setattr(pipeline, "run_verify", verify)
 
-    def no_report(spec, path):  # no lab to collect from: `up` warns and goes on
+    def no_report(spec, path, **_kw):  # no lab to collect from: `up` warns and goes on
         raise OSError("no lab here")
 
     monkeypatch.setattr(report, "build_report", no_report)
@@ -300,7 +300,7 @@ def test_up_prints_the_next_steps_after_the_summary(state: Path, monkeypatch) ->
 
 def test_up_prints_the_next_steps_after_a_failed_deploy_too(state: Path, monkeypatch) -> None:
     fake_run(monkeypatch, failed_hosts=["node2"])
-    monkeypatch.setattr(nextsteps, "DEFAULT_SPEC", LOCAL)  # a checkout's default (installed: none)
+    monkeypatch.setattr(nextsteps, "default_path", lambda: LOCAL)  # a checkout's default (installed: none)
     result = CliRunner().invoke(main, ["up", "--spec", str(LOCAL)])
     assert result.exit_code == 1
     assert "summary: hosts=3 changed=5 failed=1" in result.output

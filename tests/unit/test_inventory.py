@@ -373,7 +373,7 @@ def test_lab_groups_merges_vagrant_connections(
     fake_vagrant.states = {"node1": "running", "node2": "running", "node3": "poweroff"}
     real = inventory.vagrant_connections
     monkeypatch.setattr(
-        inventory, "vagrant_connections", lambda spec: real(spec, root=vagrant_root)
+        inventory, "vagrant_connections", lambda spec, path=None: real(spec, root=vagrant_root, path=path)
     )
     managers, workers = lab_groups(VMLAB)
     hosts = dict(managers + workers)

@@ -149,22 +149,20 @@ def test_cache_clear_force_and_unused(engine: Engine) -> None:
 
 
 def test_ssh_without_a_lab_up_says_so_and_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    from swarmlab.cli import labkind
+    from swarmlab.control import reach
+
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(labkind, "kind_of", lambda spec: labkind.KINDS[0])
+    monkeypatch.setattr(reach, "check", lambda entries: [
+        reach.NodeReach(n, d["ssh_hostname"], "ssh: connect to host 10.77.0.11 port 22: No route to host")
+        for n, d in entries])
     result = CliRunner().invoke(main, ["ssh", "--spec", str(LOCAL), "node1", "true"])
-    assert result.exit_code == 2
-    assert "lab local is not up" in result.output and "swarmlab up" in result.output
+    assert result.exit_code == 3
+    assert "error: node node1 of lab local does not answer over SSH (is the lab up?)" in result.output
+    assert "node1 (10.77.0.11): ssh: connect to host 10.77.0.11 port 22: No route to host" in result.output
+    assert f"fix: swarmlab up --spec {LOCAL}" in result.output
     assert not (tmp_path / "state").exists()
-
-
-def test_ssh_to_a_stopped_node_says_so(tmp_path: Path, monkeypatch, engine: Engine) -> None:
-    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
-    (tmp_path / "local").mkdir()
-    (tmp_path / "local" / "id_ed25519").write_text("key")
-    engine.container("swarmlab-local-node1", {LAB_LABEL: "local", "swarmlab.node": "node1"},
-                     running=False)
-    result = CliRunner().invoke(main, ["ssh", "--spec", str(LOCAL), "node1"])
-    assert result.exit_code == 2
-    assert "node node1 of lab local is not running" in result.output
 
 
 def test_up_says_what_the_container_lab_grants(monkeypatch) -> None:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import swarmlab
 from swarmlab.cli import commands as cli
-from swarmlab.model import shipped, state
+from swarmlab.model import shipped, specfile, state
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = os.environ.get("SWARMLAB_TEST_INSTALLED")  # site-packages of the wheel under test
@@ -119,9 +119,10 @@ def test_pyinfra_and_pytest_get_the_state_dir_and_spec(tmp_path: Path, monkeypat
     assert env["SWARMLAB_SPEC"] == "/somewhere/lab.yaml"
 
 
-def test_installed_up_without_a_spec_names_the_fix(monkeypatch) -> None:
+def test_installed_up_without_a_spec_names_the_fix(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("SWARMLAB_SPEC", raising=False)
-    monkeypatch.setattr(cli, "default_spec", lambda _relative: None)
+    monkeypatch.setattr(specfile, "default_spec", lambda _relative: None)
+    monkeypatch.chdir(tmp_path)  # no ./lab.yaml
     result = CliRunner().invoke(cli.main, ["up"])
     assert result.exit_code == 2
     assert "no lab spec" in result.output and "--spec FILE" in result.output

@@ -81,7 +81,6 @@ def test_temporary_file_when_no_path() -> None:
 
 def test_container_lab_config_and_swarmlab_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`up` writes the lab's config from the inventory's connection data; `swarmlab ssh` uses it."""
-    from swarmlab.containerlab import provider
 
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
     spec = load_spec(ROOT / "labs" / "local.yaml")
@@ -93,14 +92,3 @@ def test_container_lab_config_and_swarmlab_ssh(tmp_path: Path, monkeypatch: pyte
     for node in spec.nodes:
         got = resolved(path, node.name)
         assert (got["hostname"], got["user"], got["identityfile"]) == (node.ip, "lab", str(key))
-
-    name = provider.LabNames(spec.name).container("node2")
-    monkeypatch.setattr(provider, "ensure_engine", lambda: None)
-    monkeypatch.setattr(provider.docker_cli, "ids", lambda *a: ["c2"])
-    monkeypatch.setattr(provider.docker_cli, "inspect", lambda *ids: [{
-        "Name": f"/{name}", "Config": {"Labels": {provider.LAB_LABEL: spec.name}},
-        "State": {"Running": True}}])
-    assert provider.ssh_command(spec, spec.node("node2")) == ["ssh", "-F", str(path), "node2"]
-    path.unlink()
-    with pytest.raises(provider.ProviderError, match="has no SSH config .*: run `swarmlab up` again"):
-        provider.ssh_command(spec, spec.node("node2"))
