@@ -1,5 +1,5 @@
 """`python -m swarmlab.cli`: the `swarmlab` command."""
 
-from swarmlab.cli.commands.app import main
+from swarmlab.cli.app import main
 
 main()

@@ -515,7 +515,9 @@ def status(ctx: click.Context, spec_path: Path | None, as_json: bool) -> None:
 @click.argument("node")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
-    """A shell (or COMMAND) on NODE as the lab's SSH user (any lab)."""
+    """A shell (or COMMAND) on NODE, any lab.
+
+    Logs in as the lab's SSH user, with the lab's SSH settings."""
     from swarmlab.control.inventory import lab_groups
     from swarmlab.control.sshconfig import LAB_CONFIG, write_ssh_config
 
@@ -530,7 +532,9 @@ def ssh(spec_path: Path | None, node: str, command: tuple[str, ...]) -> None:
 
 @main.command()
 def schema() -> None:
-    """Print the lab spec's JSON Schema (for editors: yaml-language-server)."""
+    """Print the lab spec's JSON Schema.
+
+    For editors: yaml-language-server reads it (see docs/spec.md)."""
     from swarmlab.model.schema import schema_text
 
     click.echo(schema_text(), nl=False)

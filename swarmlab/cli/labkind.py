@@ -78,13 +78,17 @@ def _vagrant_ids(spec: LabSpec) -> dict[str, str]:
 
 
 def _vagrant_machines(spec: LabSpec) -> dict[str, str]:
-    from swarmlab.control.inventory import vagrant_root
+    from swarmlab.control.inventory import spec_path, vagrant_root
 
     created = _vagrant_ids(spec)
+    dotfile = next((d for d in vagrant_dotfiles(spec) if d.is_dir()), None)
+    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
+    if dotfile is not None:
+        env["VAGRANT_DOTFILE_PATH"] = str(dotfile)
     try:
         import vagrant  # python-vagrant
 
-        v = vagrant.Vagrant(str(vagrant_root()), quiet_stderr=True, quiet_stdout=True)
+        v = vagrant.Vagrant(str(vagrant_root()), env=env, quiet_stderr=True, quiet_stdout=True)
         states = {s.name: s.state for s in v.status()}
     except Exception:  # noqa: BLE001 - vagrant missing or refusing: say what the files say
         states = {}
@@ -97,6 +101,8 @@ def _vagrant_machines(spec: LabSpec) -> dict[str, str]:
 KINDS: tuple[Kind, ...] = (
     Kind("container lab", _container_detect, _container_machines,
          lambda spec, args: f"swarmlab up{args}"),
+    Kind("libvirt VMs (swarmlab vm)", lambda spec: "libvirt" in _vagrant_ids(spec).values(), _vagrant_machines,
+         lambda spec, args: f"swarmlab vm up{args}"),
     Kind("Vagrant VMs", lambda spec: bool(_vagrant_ids(spec)), _vagrant_machines,
          lambda spec, args: f"vagrant up (SWARMLAB_SPEC names the spec), then swarmlab deploy{args}"),
     Kind("SSH hosts", lambda spec: True, lambda spec: {}, lambda spec, args: _hosts_fix(spec, args)),

@@ -32,7 +32,9 @@ def _interrupt_on_term(*_: object) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
 def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, linger: float,
           as_json: bool) -> None:
-    """Send one real packet of KIND and show each netfilter rule it hit on every node it crossed.
+    """One real packet of KIND, rule by rule.
+
+    Sends one real packet of KIND and shows each netfilter rule it hit on every node it crossed.
 
     port: a TCP connect to a port a container publishes on another node; overlay: a ping between
     two tasks on the spec's overlay (VXLAN); masquerade: a container reaches another node's SSH port.
@@ -70,7 +72,9 @@ def trace(spec_path: Path | None, kind: str, src: str | None, dst: str | None, l
 
 @click.group()
 def exercise() -> None:
-    """Break-and-fix exercises on the live lab: list, start NAME, hint, check, reset."""
+    """Break-and-fix exercises on the live lab.
+
+    list, start NAME, hint, check, reset."""
 
 
 @exercise.command("list")

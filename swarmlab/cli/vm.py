@@ -32,7 +32,10 @@ def _load(spec_path: Path | None):
 
 @click.group("box")
 def box_group() -> None:
-    """Vagrant boxes built here (debootstrap -> qcow2) for the libvirt provider."""
+    """Build the VM lab's boxes (debootstrap, libvirt).
+
+    A box is built here from Debian's packages: debootstrap -> a qcow2 disk with Debian's kernel,
+    booted by extlinux, with Vagrant's user and key convention."""
 
 
 @box_group.command("build")
@@ -41,7 +44,9 @@ def box_group() -> None:
               default="debian-13", show_default=True, help="The Debian release to build.")
 @click.option("--force", is_flag=True, help="Rebuild even when the installed box is current.")
 def box_build(distro: str, force: bool) -> None:
-    """Build the box swarmlab/DISTRO and add it to Vagrant (skipped when current)."""
+    """Build swarmlab/DISTRO (skipped when current).
+
+    Adds the box to Vagrant under the name swarmlab/DISTRO."""
 
     box = boxes.Box(distro)
     try:
@@ -54,14 +59,19 @@ def box_build(distro: str, force: bool) -> None:
 
 @click.group("vm")
 def vm_group() -> None:
-    """The lab as libvirt VMs through the Vagrantfile: up (boxes, VMs, deploy, verify), down."""
+    """The lab as libvirt VMs (KVM or TCG).
+
+    up: the spec's boxes, the VMs (vagrant up --provider=libvirt), deploy, verify; down."""
 
 
 @vm_group.command("up")
 @spec_option
 @click.option("--verify/--no-verify", default=True, help="Run the testinfra suite at the end.")
 def vm_up(spec_path: Path | None, verify: bool) -> None:
-    """Build the spec's swarmlab boxes, start the VMs (vagrant up --provider=libvirt), deploy, verify."""
+    """Boxes, VMs, deploy, verify.
+
+    Builds the spec's swarmlab boxes when needed, starts the VMs (vagrant up
+    --provider=libvirt), then deploys and verifies them like any lab."""
 
     spec, path = _load(spec_path)
     try:

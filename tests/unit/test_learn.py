@@ -160,7 +160,8 @@ def test_docker28_layout_goes_through_docker_forward_and_bridge():
 
 def test_exercise_commands_without_a_running_exercise(tmp_path, monkeypatch):
     from click.testing import CliRunner
-    from swarmlab.cli.commands.app import main
+
+    from swarmlab.cli.app import main
 
     monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
     spec = tmp_path / "lab.yaml"
