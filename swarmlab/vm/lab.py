@@ -120,16 +120,32 @@ def up(spec: LabSpec, spec_path: Path, log: Callable[[str], None] = print) -> di
 
 
 def down(spec: LabSpec, spec_path: Path, log: Callable[[str], None] = print) -> None:
-    """Destroy the lab's VMs (and the libvirt network Vagrant made for them)."""
+    """Destroy the lab's VMs (and the libvirt network Vagrant made for them).
+
+    What Vagrant no longer knows of (its state removed, or a run of the same lab from another
+    checkout interrupted) is removed from libvirt by name: the domains `<lab>_<node>` with their
+    disks, and the network `swarmlab-<lab>`.
+    """
     env = vm_env(spec, spec_path)
-    if not Path(env["VAGRANT_DOTFILE_PATH"]).is_dir():
-        log("no VMs of this lab")
+    if Path(env["VAGRANT_DOTFILE_PATH"]).is_dir():
+        vagrant(spec, env, "destroy", "-f", log=log, label="vagrant destroy")
+    if not host.libvirt_answers():
         return
-    vagrant(spec, env, "destroy", "-f", log=log, label="vagrant destroy")
+    for name in libvirt_leftovers(spec, host.virsh("list", "--all", "--name").stdout.split()):
+        host.virsh("destroy", name)
+        host.virsh("undefine", name, "--remove-all-storage")
+        log(f"removed the libvirt domain {name} (and its disk), unknown to Vagrant")
     net = f"swarmlab-{spec.name}"
-    if host.virsh("net-info", net).returncode == 0:  # left when a destroy was interrupted
+    if host.virsh("net-info", net).returncode == 0:
         host.virsh("net-destroy", net)
         host.virsh("net-undefine", net)
+        log(f"removed the libvirt network {net}")
+
+
+def libvirt_leftovers(spec: LabSpec, domains: list[str]) -> list[str]:
+    """The lab's domains among libvirt's (the Vagrantfile names them `<lab>_<node>`)."""
+    mine = {f"{spec.name}_{node.name}" for node in spec.nodes}
+    return [d for d in domains if d in mine]
 
 
 def reboot(spec: LabSpec, env: dict[str, str], node: str, timeout: float = 900) -> float:

@@ -164,3 +164,9 @@ def test_probe_sees_a_kernel_that_reached_userspace(monkeypatch, tmp_path):
 
     monkeypatch.setattr(host.subprocess, "run", hang)
     assert not host.probe_boot("kvm", tmp_path / "k", tmp_path / "i")
+
+
+def test_libvirt_leftovers_are_only_this_labs_domains():
+    spec = load_spec(ROOT / "labs" / "vm.yaml")
+    domains = ["vm_node1", "vm_node3", "other_node1", "vm_node9", "ci-vm_node2"]
+    assert lab.libvirt_leftovers(spec, domains) == ["vm_node1", "vm_node3"]
