@@ -71,9 +71,11 @@ ROUNDS: list[list[Drift]] = [
               "networkd's generated config for the NIC given another DNS server behind netplan",
               "sed -i 's|^DNS=.*|DNS=10.254.254.53|' /run/systemd/network/10-netplan-eth0.network"),
         Drift("test_sysctls_set_and_persisted", "m", "/etc/sysctl.d/99-swarmlab.conf removed",
-              "rm /etc/sysctl.d/99-swarmlab.conf"),
+              "rm /etc/sysctl.d/99-swarmlab.conf",
+              failure="test_sysctls_set_and_persisted[{node}-net.ipv4.ip_forward]"),  # one id per key
         Drift("test_kernel_modules_loaded_at_boot", "w2", "/etc/modules-load.d/swarmlab.conf removed",
-              "rm /etc/modules-load.d/swarmlab.conf"),
+              "rm /etc/modules-load.d/swarmlab.conf",
+              failure="test_kernel_modules_loaded_at_boot[{node}-overlay]"),  # one id per module
         Drift("test_bridge_nf_call_iptables", "w1", "`sysctl net.bridge.bridge-nf-call-iptables=0`",
               "sysctl -qw net.bridge.bridge-nf-call-iptables=0"),
     ],

@@ -191,3 +191,21 @@ def test_link_problems_compare_the_dns_servers(dns, problem):
     got = link_problems(link, "eth0", "netplan", "10.88.0.11/24", "10.88.0.1", ["127.0.0.11"])
     assert got == ([problem] if problem else [])
     assert link_problems(link, "eth0", "netplan", "10.88.0.11/24", "10.88.0.1") == []
+
+
+def test_every_drift_names_a_check_id_the_suite_reports():
+    """Each break's expected failure is a test id the verify suite really produces for that lab
+    (a check parametrized per key or module changes its ids: the drift must follow)."""
+    import os
+    import subprocess
+
+    for lab, rounds in (("trio", drift.ROUNDS), ("forky", drift.ROUNDS), ("secure", drift.SECURE_ROUNDS)):
+        path = ROOT / "tests" / "live" / "labs" / f"{lab}.yaml"
+        out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "swarmlab" / "verify"), "--collect-only",
+                              "-q", "-p", "no:cacheprovider"], capture_output=True, text=True,
+                             env={**os.environ, "SWARMLAB_SPEC": str(path)})
+        ids = {line.split("::")[-1] for line in out.stdout.splitlines() if "::" in line}
+        assert ids, out.stdout[-2000:] + out.stderr[-2000:]
+        spec = load_spec(path)
+        missing = [f for r in rounds for d in r for f in drift.failure_ids(spec, d) if f not in ids]
+        assert not missing, f"{lab}: drift failure ids the suite never reports: {missing}"
