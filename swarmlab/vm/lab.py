@@ -21,6 +21,7 @@ from swarmlab.vm import box as boxes
 from swarmlab.vm import host
 
 PROVIDER = "libvirt"
+UP_TRIES = 2  # `vagrant up` again brings up only the machines the first one did not
 # vagrant's lines -> the stage a user is told about
 VAGRANT_STAGES = (
     ("Uploading base box image", "uploading the box to libvirt's pool"),
@@ -114,7 +115,15 @@ def up(spec: LabSpec, spec_path: Path, log: Callable[[str], None] = print) -> di
     """Every node of the spec running as a VM; the environment the deploy must see."""
     env = prepare(spec, spec_path, log)
     start = time.monotonic()
-    vagrant(spec, env, "up", f"--provider={PROVIDER}", log=log, label="vagrant up")
+    for attempt in range(1, UP_TRIES + 1):
+        try:
+            vagrant(spec, env, "up", f"--provider={PROVIDER}", log=log, label="vagrant up")
+            break
+        except VMLabError as err:  # a guest that did not boot: Vagrant removed it; once more
+            if attempt == UP_TRIES:
+                raise
+            log(f"vagrant up failed (a guest did not come up; its console: {env['SWARMLAB_CONSOLE_DIR']}): "
+                f"{str(err).splitlines()[-1]}; trying again ({attempt + 1}/{UP_TRIES})")
     log(f"VMs up: {', '.join(n.name for n in spec.nodes)} ({time.monotonic() - start:.0f} s)")
     return env
 
