@@ -170,3 +170,26 @@ def test_libvirt_leftovers_are_only_this_labs_domains():
     spec = load_spec(ROOT / "labs" / "vm.yaml")
     domains = ["vm_node1", "vm_node3", "other_node1", "vm_node9", "ci-vm_node2"]
     assert lab.libvirt_leftovers(spec, domains) == ["vm_node1", "vm_node3"]
+
+
+def test_vm_up_tries_vagrant_up_once_more(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWARMLAB_STATE", str(tmp_path))
+    spec = load_spec(ROOT / "labs" / "vm.yaml")
+    monkeypatch.setattr(lab, "prepare", lambda *a, **k: {"SWARMLAB_CONSOLE_DIR": "console"})
+    calls: list[tuple[str, ...]] = []
+
+    def vagrant(_spec, _env, *args, **_kw):
+        calls.append(args)
+        if len(calls) == 1:
+            raise lab.VMLabError("vagrant up --provider=libvirt failed (exit 1):\nwait_for timeout")
+        return ""
+
+    monkeypatch.setattr(lab, "vagrant", vagrant)
+    said: list[str] = []
+    lab.up(spec, ROOT / "labs" / "vm.yaml", log=said.append)
+    assert calls == [("up", "--provider=libvirt")] * 2
+    assert any("trying again (2/2)" in line for line in said)
+    calls.clear()
+    monkeypatch.setattr(lab, "vagrant", lambda *a, **k: (_ for _ in ()).throw(lab.VMLabError("boom")))
+    with pytest.raises(lab.VMLabError, match="boom"):
+        lab.up(spec, ROOT / "labs" / "vm.yaml", log=said.append)
