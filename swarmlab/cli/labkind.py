@@ -82,9 +82,9 @@ def _vagrant_machines(spec: LabSpec) -> dict[str, str]:
 
     created = _vagrant_ids(spec)
     dotfile = next((d for d in vagrant_dotfiles(spec) if d.is_dir()), None)
-    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()))
-    if dotfile is not None:
-        env["VAGRANT_DOTFILE_PATH"] = str(dotfile)
+    if dotfile is None:  # Vagrant made no machine: asking it would create its state dir
+        return {n.name: "not created" for n in spec.nodes}
+    env = dict(os.environ, SWARMLAB_SPEC=str(spec_path()), VAGRANT_DOTFILE_PATH=str(dotfile))
     try:
         import vagrant  # python-vagrant
 

@@ -19,6 +19,7 @@ from swarmlab.control.sshconfig import write_ssh_config
 from swarmlab.model.spec import LabSpec
 
 CONNECT_TIMEOUT = 5  # seconds: ssh's ConnectTimeout for the check
+PROBE_TRIES = 2
 PROBE = 'set -- $SSH_CONNECTION; echo "swarmlab-port=$4"'  # no spec value in it
 
 
@@ -63,7 +64,17 @@ def check(entries: list[tuple[str, Mapping[str, Any]]]) -> list[NodeReach]:
         config.unlink(missing_ok=True)
 
 
-def _probe(config: Path, name: str, address: str) -> NodeReach:
+def _probe(config: Path, name: str, address: str, tries: int = PROBE_TRIES) -> NodeReach:
+    """One node's answer; a node that did not answer is asked once more (a loaded machine or a
+    software-emulated VM can miss one connect timeout)."""
+    for _ in range(tries):
+        reach = _probe_once(config, name, address)
+        if reach.ok:
+            break
+    return reach
+
+
+def _probe_once(config: Path, name: str, address: str) -> NodeReach:
     cmd = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
            "-o", "ConnectionAttempts=1", name, PROBE]
     try:
