@@ -84,8 +84,10 @@ def test_installed_cli_validates_a_spec_from_another_directory(installed: dict[s
     swarmlab = str(installed["venv"] / "bin" / "swarmlab")
     out = run([swarmlab, "validate", str(spec)], cwd=elsewhere, env=env)
     assert out.startswith(f"{spec}: ok — lab local")
-    proc = subprocess.run([swarmlab, "up"], cwd=elsewhere, env=env, capture_output=True, text=True)
-    assert proc.returncode == 2
+    empty = installed["tmp"] / "empty"  # no lab.yaml here: an installed swarmlab has no default lab
+    empty.mkdir()
+    proc = subprocess.run([swarmlab, "up"], cwd=empty, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"cp {installed['site'] / 'swarmlab' / 'labs' / 'local.yaml'} lab.yaml" in proc.stderr
     # a user's own pyinfra project: the deploy functions find the shipped templates
     code = ("from swarmlab.provision.context import template; from pathlib import Path; "
