@@ -34,9 +34,14 @@ def follow_spec(spec_path: Path | None) -> None:
     _anchor.clear()
     if spec_path is None:
         return
+    from swarmlab.model.shipped import PACKAGE
+
     spec_dir = Path(spec_path).resolve().parent
     root = checkout()
-    _anchor.append(root if root is not None and spec_dir.is_relative_to(root) else spec_dir)
+    if root is not None and spec_dir.is_relative_to(root):
+        _anchor.append(root)
+    elif not spec_dir.is_relative_to(PACKAGE):  # a spec shipped in the installed package: the
+        _anchor.append(spec_dir)                # current directory, never site-packages
 
 
 def state_root() -> Path:

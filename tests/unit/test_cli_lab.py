@@ -175,6 +175,11 @@ def test_probe_reports_the_last_line_of_ssh_and_the_port(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ one spec rule
 
 
+CHECKOUT_ONLY = pytest.mark.skipif(bool(os.environ.get("SWARMLAB_TEST_INSTALLED")),
+                                   reason="a source checkout's default spec and state: none when installed")
+
+
+@CHECKOUT_ONLY
 def test_spec_rule_order_and_the_line_naming_it(tmp_path, monkeypatch):
     monkeypatch.delenv("SWARMLAB_SPEC", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -204,6 +209,7 @@ def test_the_command_prints_its_spec_and_the_inventory_uses_the_same_rule(tmp_pa
     assert inventory.spec_path() == tmp_path / "lab.yaml"
 
 
+@CHECKOUT_ONLY
 def test_state_follows_the_spec_not_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.delenv("SWARMLAB_STATE", raising=False)
     elsewhere = tmp_path / "elsewhere"
@@ -389,3 +395,19 @@ def test_the_pyinfra_inventory_file_names_the_spec_it_reads(tmp_path, monkeypatc
     assert f"swarmlab inventory: spec: {SERVERS} ($SWARMLAB_SPEC)" in capsys.readouterr().err
     assert [name for name, _ in names["managers"]] == ["srv1"]
     assert [name for name, _ in names["workers"]] == ["srv2", "srv3"]
+
+
+def test_state_of_a_spec_shipped_in_the_installed_package_is_the_current_directory(tmp_path, monkeypatch):
+    """Installed, the shipped example spec lives in site-packages: its lab state never goes there."""
+    from swarmlab.model import shipped
+
+    monkeypatch.delenv("SWARMLAB_STATE", raising=False)
+    monkeypatch.setattr(shipped, "checkout", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    try:
+        state.follow_spec(shipped.PACKAGE / "labs" / "local.yaml")
+        assert state.state_root() == tmp_path / ".swarmlab"
+        state.follow_spec(tmp_path / "mine" / "lab.yaml")
+        assert state.state_root() == tmp_path / "mine" / ".swarmlab"
+    finally:
+        state.follow_spec(None)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import swarmlab.verify
 from swarmlab.learn import scripts
 from swarmlab.learn.exercises import EXERCISES
 from swarmlab.learn.tracelog import Event, disagreements, first_packet, parse_monitor, verdict_of
@@ -33,7 +34,7 @@ nodes:
   - {name: r2, distro: debian-13, ip: 10.96.0.12, role: worker}
   - {name: r3, distro: debian-13, ip: 10.96.0.13, role: worker}
 """  # the lab of report-3nodes.json
-VERIFY = Path(__file__).parents[2] / "swarmlab" / "verify"
+VERIFY = Path(swarmlab.verify.__file__).parent  # the suite under test (the checkout's or the installed wheel's)
 
 
 def _trace(name: str):
