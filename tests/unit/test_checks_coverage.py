@@ -201,7 +201,8 @@ def test_every_drift_names_a_check_id_the_suite_reports():
 
     for lab, rounds in (("trio", drift.ROUNDS), ("forky", drift.ROUNDS), ("secure", drift.SECURE_ROUNDS)):
         path = ROOT / "tests" / "live" / "labs" / f"{lab}.yaml"
-        out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "swarmlab" / "verify"), "--collect-only",
+        suite = Path(swarmlab.verify.__file__).parent  # the suite under test (checkout or wheel)
+        out = subprocess.run([sys.executable, "-m", "pytest", str(suite), "--collect-only",
                               "-q", "-p", "no:cacheprovider"], capture_output=True, text=True,
                              env={**os.environ, "SWARMLAB_SPEC": str(path)})
         ids = {line.split("::")[-1] for line in out.stdout.splitlines() if "::" in line}
