@@ -14,6 +14,9 @@ import shlex
 from swarmlab.control.parallel import on_each
 from swarmlab.model.spec import LabSpec
 
+ATTACH_TIMEOUT = "attaching to network failed"  # dockerd's words when the manager did not answer
+ATTACH_TRIES = 3
+
 # per pytest-xdist worker, so one worker's cleanup never removes another's workloads
 LABEL = f"swarmlab.probe={os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
@@ -64,11 +67,19 @@ class Probe:
 
     def run(self, node: str, name: str, args: str, command: str) -> str:
         """`docker run -d` a labelled probe container (one of that name removed first, in the
-        same SSH command); returns its ID."""
-        return self.hosts[node].check_output(
-            f"docker rm -f {name} >/dev/null 2>&1; "
-            f"docker run -d --name {name} --label {LABEL} {args} {IMAGE} {command}"
-        )
+        same SSH command); returns its ID. A container joining an attachable overlay waits on
+        the manager, which a slow (software-emulated) node can miss within dockerd's deadline:
+        that one error is tried again."""
+        for attempt in range(ATTACH_TRIES):
+            try:
+                return self.hosts[node].check_output(
+                    f"docker rm -f {name} >/dev/null 2>&1; "
+                    f"docker run -d --name {name} --label {LABEL} {args} {IMAGE} {command}"
+                )
+            except AssertionError as err:
+                if ATTACH_TIMEOUT not in str(err) or attempt == ATTACH_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def remove_services(self, services: list[str], stacks: list[str] = ()) -> None:
         """Remove probe services and stacks and wait (bounded) until their tasks' containers
