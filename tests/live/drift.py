@@ -181,7 +181,8 @@ _ROOTLESSKIT = "a property of rootlesskit itself, not of state the deploy writes
 _THREE_MANAGERS = "needs 3 managers (the ci-ha lab takes a manager down)"
 _SECURE_LAB = "TLS labs only (ci-secure); its drift rounds break the listener, not the refusals"
 _ON_VMS = ("skipped in node containers here (the kernel has no IP_VS/ESP); broken on the VM lab by "
-           "tests/vm/test_vm_lab.py (the published port dropped in DOCKER-USER, VXLAN from a peer dropped, IPsec policies flushed)")
+           "tests/vm/test_vm_lab.py (the published port dropped in DOCKER-USER, VXLAN from a peer "
+           "dropped, IPsec policies flushed)")
 NOT_BROKEN = {
     "test_required_kernel_feature": "overlay/vxlan are kernel features of this machine; a node "
     "container cannot unload them",
