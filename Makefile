@@ -4,7 +4,7 @@
 #               vagrant too (the Vagrant docker-provider test)
 # and the Vagrant docker-provider path: make vagrant (up -> deploy -> verify), make vagrant-down
 # the VM lab (libvirt; KVM where a KVM guest boots, else TCG): make vm-lab, make vm-down;
-#   make test-vm   its live test (CI runs it after make test)
+#   make test-vm   its live test (the nightly workflow runs it; not yet in .ci/run)
 VENV ?= .venv
 SPEC ?= labs/local.yaml
 VAGRANT_SPEC ?= tests/live/labs/vagrant.yaml
