@@ -7,7 +7,7 @@ a live VM and must fail. Then a worker and the manager reboot: verify passes wit
 between (the static address, firewall, sysctls and modules come back from what the deploy
 persisted; the swarm re-forms), and a deploy re-run changes nothing.
 
-Runs in `make test-vm` (CI runs it after `make test`). Times go to
+Runs in `make test-vm` (the nightly workflow runs it). Times go to
 `<state>/ci-vm/vm-lab.json` and are printed.
 """
 
