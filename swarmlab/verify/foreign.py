@@ -47,24 +47,29 @@ def _named_ports(rule: Rule) -> set[int]:
     return ports
 
 
+def _address_net(address: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The rule's address match as a network; None when it matches any address (absent or
+    unreadable: read as the widest match)."""
+    if not address:
+        return None
+    try:
+        return ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        return None
+
+
 def _covers_lab(address: str | None, negated: bool, subnet: ipaddress.IPv4Network) -> bool:
     """The rule's address match includes (part of) the lab subnet."""
-    if not address:
-        return True
-    try:
-        net = ipaddress.ip_network(address, strict=False)
-    except ValueError:
+    net = _address_net(address)
+    if net is None:
         return True
     return not net.supernet_of(subnet) if negated else net.overlaps(subnet)
 
 
 def _outside_lab(address: str | None, negated: bool, subnet: ipaddress.IPv4Network) -> bool:
     """The rule's source match includes addresses outside the lab subnet."""
-    if not address:
-        return True
-    try:
-        net = ipaddress.ip_network(address, strict=False)
-    except ValueError:
+    net = _address_net(address)
+    if net is None:
         return True
     return True if negated else not net.subnet_of(subnet)
 

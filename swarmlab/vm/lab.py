@@ -8,7 +8,6 @@ serial consoles to `<state>/console/<node>.log`.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,18 +155,3 @@ def libvirt_leftovers(spec: LabSpec, domains: list[str]) -> list[str]:
     mine = {f"{spec.name}_{node.name}" for node in spec.nodes}
     return [d for d in domains if d in mine]
 
-
-def reboot(spec: LabSpec, env: dict[str, str], node: str, timeout: float = 900) -> float:
-    """Reboot one VM from inside (`systemctl reboot`) and wait until SSH answers again; seconds."""
-    start = time.monotonic()
-    cmd = ["vagrant", "ssh", node, "-c", "sudo systemctl reboot"]
-    subprocess.run(cmd, env=dict(os.environ, **env), cwd=vagrant_root(), capture_output=True, timeout=120)
-    time.sleep(5)
-    while time.monotonic() - start < timeout:
-        proc = subprocess.run(["vagrant", "ssh", node, "-c", "systemctl is-system-running --wait"],
-                              env=dict(os.environ, **env), cwd=vagrant_root(), capture_output=True,
-                              text=True, timeout=300)
-        if proc.stdout.strip() in ("running", "degraded"):
-            return time.monotonic() - start
-        time.sleep(5)
-    raise VMLabError(f"{node} did not come back within {timeout:.0f} s of its reboot")
