@@ -13,6 +13,7 @@ from typing import Any
 
 from swarmlab.model.spec import LabSpec
 from swarmlab.model.state import lab_state_dir
+from swarmlab.verify.repairs import DOCKER_RESTART
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
          "Place: nat PREROUTING must send packets for the node's own addresses to the DOCKER chain "
          "(-m addrtype --dst-type LOCAL -j DOCKER). That jump is missing."),
         "iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-        restore="systemctl restart docker"),
+        restore=DOCKER_RESTART),
     Exercise(
         "overlay-worker", "containers on the first worker cannot reach containers of the other nodes "
         "over the overlay network (ping between tasks fails)", "w1",
@@ -71,7 +72,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
          "Place: nat POSTROUTING of the manager: the MASQUERADE rule for 172.17.0.0/16 leaving by any "
          "interface but docker0 is missing."),
         "iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-        restore="systemctl restart docker"),
+        restore=DOCKER_RESTART),
     Exercise(
         "bridge-netfilter", "on the first worker, traffic between containers on one bridge skips the "
         "firewall rules written for it", "w1",

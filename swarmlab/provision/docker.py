@@ -27,7 +27,7 @@ from swarmlab.model.spec import HARDENED_DAEMON, LabSpec, NodeSpec
 from swarmlab.provision.context import lab_deploy, template
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, UnitActiveState
-from swarmlab.provision.ops import fail, units_not_failed
+from swarmlab.provision.ops import DOCKER_RESTART, fail, units_not_failed
 from swarmlab.provision.packages import install_packages
 from swarmlab.provision.prefetch import file_facts, register_facts, service_facts, user_facts
 
@@ -93,7 +93,7 @@ def docker_uses_daemon_json(config: dict):
     if drift:
         if state.is_executing:
             logger.info(f"{host.print_prefix}restarting docker: {'; '.join(drift)}")
-        yield "systemctl restart docker.service"
+        yield from DOCKER_RESTART
     else:
         host.noop("dockerd runs with daemon.json")
 

@@ -21,6 +21,12 @@ def fail(message: str):
     yield FunctionCommand(_fail, (), {})
 
 
+# a deliberate restart first clears systemd's start counter: docker.service allows 3 starts in
+# 60 s, and a deploy that restarts docker right after a crash, an edit or another restart would
+# otherwise be refused ("start of the service was attempted too often")
+DOCKER_RESTART = ("systemctl reset-failed docker.service", "systemctl restart docker.service")
+
+
 @operation()
 def units_not_failed(units: list[str]):
     """`systemctl reset-failed` the units in the failed state (a start limit hit refuses a

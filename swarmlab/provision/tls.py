@@ -25,7 +25,7 @@ from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.docker import DAEMON_JSON, daemon_config, running_drift
 from swarmlab.provision.factcache import Request
 from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime
-from swarmlab.provision.ops import changed
+from swarmlab.provision.ops import DOCKER_RESTART, changed
 from swarmlab.provision.prefetch import file_facts, register_facts
 from swarmlab.provision.shell import line, q
 
@@ -78,7 +78,7 @@ def docker_restarted_for_tls(ip: str | None, file_ops: list, daemon_json_rewritt
     if state.is_executing:
         logger.info(f"{host.print_prefix}restarting docker: {why}")
     yield "systemctl daemon-reload"
-    yield "systemctl restart docker.service"
+    yield from DOCKER_RESTART
 
 
 @operation()

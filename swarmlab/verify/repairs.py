@@ -17,7 +17,8 @@ PROPERTY = "repair"
 # Docker re-creates its chains, jumps, MASQUERADE rules and bridge addresses at start; the
 # restart stops the node's containers (swarm tasks are rescheduled). On an autolocked manager
 # the restart locks it: `swarmlab deploy` unlocks it with the lab's key.
-DOCKER_RESTART = "systemctl restart docker.service"
+# reset-failed clears the start counter (3 starts in 60 s), so a restart soon after another is not refused
+DOCKER_RESTART = "systemctl reset-failed docker.service && systemctl restart docker.service"
 FIXED: dict[str, str] = {
     "test_nat_masquerade_for_docker0_subnet": DOCKER_RESTART,
     "test_docker0_bridge_with_address": DOCKER_RESTART,

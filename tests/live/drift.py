@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlab.model.spec import LabSpec
+from swarmlab.verify.repairs import DOCKER_RESTART as RESTART
 
 ALICE = "cd / && sudo -u alice env XDG_RUNTIME_DIR=/run/user/$(id -u alice) "
 
@@ -45,7 +46,7 @@ ROUNDS: list[list[Drift]] = [
               "systemctl disable docker.service 2>/dev/null"),
         Drift("test_daemon_json_is_the_specs", "m",
               "daemon.json set to `log-driver: local` and docker restarted (the repair must restart it)",
-              "sed -i 's/\"json-file\"/\"local\"/' /etc/docker/daemon.json && systemctl restart docker"),
+              "sed -i 's/\"json-file\"/\"local\"/' /etc/docker/daemon.json && " + RESTART),
         Drift("test_running_daemon_uses_daemon_json", "w2",
               "daemon.json edited (`log-driver: local`), docker not restarted",
               "sed -i 's/\"json-file\"/\"local\"/' /etc/docker/daemon.json && touch /etc/docker/daemon.json"),
@@ -53,10 +54,10 @@ ROUNDS: list[list[Drift]] = [
               "a drop-in adds `-H tcp://127.0.0.1:2375` to dockerd",
               "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nEnvironment="
               "\"DOCKER_OPTS=-H tcp://127.0.0.1:2375\"\\n' > /etc/systemd/system/docker.service.d/tcp.conf"
-              " && systemctl daemon-reload && systemctl restart docker",
+              " && systemctl daemon-reload && " + RESTART,
               owned=False, printed=True, also=("test_no_dropin_serves_plaintext_api",),
               restore="rm -f /etc/systemd/system/docker.service.d/tcp.conf && systemctl daemon-reload"
-                      " && systemctl restart docker"),
+                      " && " + RESTART),
         Drift("test_docker_users_in_the_docker_group", "w2", "the docker.users account `lab` "
               "removed from the docker group", "gpasswd -d lab docker >/dev/null"),
     ],
@@ -102,20 +103,20 @@ ROUNDS: list[list[Drift]] = [
     [  # Docker's own NAT and filter rules (Docker writes them: verify prints a docker restart)
         Drift("test_nat_masquerade_for_docker0_subnet", "m", "docker0's MASQUERADE rule deleted",
               "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-              owned=False, printed=True, restore="systemctl restart docker"),
+              owned=False, printed=True, restore=RESTART),
         Drift("test_docker0_bridge_with_address", "m", "docker0's address flushed",
-              "ip addr flush dev docker0", owned=False, printed=True, restore="systemctl restart docker"),
+              "ip addr flush dev docker0", owned=False, printed=True, restore=RESTART),
         Drift("test_nat_docker_chain_hooked", "w1", "nat PREROUTING's jump to DOCKER deleted",
               "iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-              owned=False, printed=True, restore="systemctl restart docker"),
+              owned=False, printed=True, restore=RESTART),
         Drift("test_forward_passes_docker_user", "w2", "FORWARD's jump to DOCKER-USER deleted",
-              "iptables -D FORWARD -j DOCKER-USER", owned=False, printed=True, restore="systemctl restart docker"),
+              "iptables -D FORWARD -j DOCKER-USER", owned=False, printed=True, restore=RESTART),
     ],
     [  # docker_gwbridge and the swarm's gossip (Docker's rules; raw iptables)
         Drift("test_docker_gwbridge_with_masquerade", "w1", "docker_gwbridge's MASQUERADE rule deleted",
               "s=$(docker network inspect docker_gwbridge -f '{{{{(index .IPAM.Config 0).Subnet}}}}') && "
               "iptables -t nat -D POSTROUTING -s $s ! -o docker_gwbridge -j MASQUERADE",
-              owned=False, printed=True, restore="systemctl restart docker"),
+              owned=False, printed=True, restore=RESTART),
         Drift("test_host_mode_port_with_dnsrr_service", "w2",
               "gossip (7946 tcp+udp) dropped in and out by raw iptables rules: the node's task never "
               "reaches the others' DNS",
@@ -223,7 +224,7 @@ SECURE_ROUNDS: list[list[Drift]] = [
               "chmod 0644 /etc/docker/tls/server-key.pem", failure="test_cis_daemon_and_files[{node}-3.14]"),
         Drift("test_cis_daemon_and_files", "m2",
               "`icc: true` in daemon.json and docker restarted: the manager comes back locked (CIS 2.2)",
-              "sed -i 's/\"icc\": false/\"icc\": true/' /etc/docker/daemon.json && systemctl restart docker",
+              "sed -i 's/\"icc\": false/\"icc\": true/' /etc/docker/daemon.json && " + RESTART,
               failure="test_cis_daemon_and_files[{node}-2.2]"),
         Drift("test_cis_daemon_and_files", "m3", "docker.sock made 0666 (CIS 3.16)",
               "chmod 0666 /run/docker.sock", failure="test_cis_daemon_and_files[{node}-3.16]",
@@ -235,11 +236,11 @@ SECURE_ROUNDS: list[list[Drift]] = [
         Drift("test_docker_api_over_tls_answers_a_lab_client", "m3",
               "the TLS drop-in removed and docker restarted (no listener; the manager is locked)",
               f"rm -f {DOCKER_UNIT_DIR}/swarmlab-tls.conf && systemctl daemon-reload && "
-              "systemctl restart docker"),
+              + RESTART),
         Drift("test_cis_daemon_and_files", "m2",
               "the TLS drop-in removed and docker restarted: no TLS listener on a docker.tls lab (CIS 2.7)",
               f"rm -f {DOCKER_UNIT_DIR}/swarmlab-tls.conf && systemctl daemon-reload && "
-              "systemctl restart docker", failure="test_cis_daemon_and_files[{node}-2.7]"),
+              + RESTART, failure="test_cis_daemon_and_files[{node}-2.7]"),
         Drift("test_cis_swarm", "m", "the encrypted spec overlay removed (CIS 7.3)",
               "docker network rm securenet >/dev/null", failure="test_cis_swarm[{node}-7.3]"),
     ],

@@ -131,7 +131,7 @@ def test_the_printed_delete_is_the_rule_quoted():
 
 def test_repairs_for_a_failed_check_name_the_node_and_the_command():
     assert repairs.repairs_for("test_nat_docker_chain_hooked[t2]", []) == [
-        "repair on t2 (as root): systemctl restart docker.service"]
+        "repair on t2 (as root): systemctl reset-failed docker.service && systemctl restart docker.service"]
     assert repairs.repairs_for("test_no_foreign_rule_for_the_swarm_ports[t1]", ["iptables -D X"]) == [
         "repair on t1 (as root): iptables -D X"]
     assert repairs.repairs_for("test_daemon_json_is_the_specs[t1]", []) == []

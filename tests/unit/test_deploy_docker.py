@@ -24,6 +24,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from swarmlab.provision.docker import install_docker, running_drift
 from swarmlab.provision.facts import DockerDaemonState, DockerdRuntime, SwarmInfo, UnitActiveState
+from swarmlab.provision.ops import DOCKER_RESTART
 
 OFFICIAL = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
 KEYRING = "/etc/apt/keyrings/docker.asc"
@@ -300,11 +301,11 @@ def test_docker_restarts_when_the_running_daemon_differs_from_daemon_json():
     assert same.op(restart).commands == []
     # running with another log driver (file restored without a restart)
     other = run_deploy(install_docker, VMLAB, "node3", {**installed, DockerDaemonState: _daemon("local")})
-    assert other.op(restart).commands == ["systemctl restart docker.service"]
+    assert other.op(restart).commands == list(DOCKER_RESTART)
     # file written after the daemon started (e.g. by the Lab packages step in this run)
     newer = run_deploy(install_docker, VMLAB, "node3",
                        {**installed, DockerDaemonState: _daemon(mtime=300, started=200)})
-    assert newer.op(restart).commands == ["systemctl restart docker.service"]
+    assert newer.op(restart).commands == list(DOCKER_RESTART)
 
 
 def test_running_drift_names_what_differs():

@@ -39,7 +39,8 @@ def test_tls_on_puts_certificates_drop_in_and_restarts(tmp_path, monkeypatch):
     dropin = run.op("dockerd TLS listener drop-in").commands[0]
     assert "'-H tcp://10.98.0.11:2376 --tlsverify" in dropin and DROPIN in dropin
     assert run.op("dockerd serves the spec's Docker API").commands == [
-        "systemctl daemon-reload", "systemctl restart docker.service"]
+        "systemctl daemon-reload", "systemctl reset-failed docker.service",
+        "systemctl restart docker.service"]
     # the CA key stays on the control machine
     assert not any("ca-key" in c for c in run.commands)
     assert (tmp_path / "state" / "ci-secure" / "tls" / "ca-key.pem").exists()
@@ -53,7 +54,8 @@ def test_tls_off_removes_the_listener(tmp_path, monkeypatch):
         DockerdRuntime: {"execstart": "/usr/sbin/dockerd -H fd://", "args": running, "started": 1},
     })
     assert run.op("dockerd serves the spec's Docker API").commands == [
-        "systemctl daemon-reload", "systemctl restart docker.service"]
+        "systemctl daemon-reload", "systemctl reset-failed docker.service",
+        "systemctl restart docker.service"]
 
 
 # --- swarm options and the unlock key (swarmlab/provision/autolock.py) -----------------------

@@ -27,6 +27,7 @@ import pytest
 from swarmlab.control.inventory import vagrant_root
 from swarmlab.model.spec import load_spec
 from swarmlab.model.state import lab_state_dir, state_root
+from swarmlab.verify.repairs import DOCKER_RESTART
 from swarmlab.vm.lab import vm_env
 
 SPEC_PATH = Path(__file__).parent / "labs" / "vm.yaml"
@@ -148,7 +149,7 @@ BREAKS = (
     ("vm1", "iptables -I INPUT 1 -s 10.94.0.12 -p udp --dport 4789 -j DROP",
      "test_vip_balances_over_tasks_on_two_nodes",
      "iptables -D INPUT -s 10.94.0.12 -p udp --dport 4789 -j DROP"),
-    ("vm1", "ip xfrm policy flush", "test_encrypted_overlay_is_esp_on_the_wire", "systemctl restart docker"),
+    ("vm1", "ip xfrm policy flush", "test_encrypted_overlay_is_esp_on_the_wire", DOCKER_RESTART),
 )
 
 
