@@ -25,7 +25,7 @@ from swarmlab.model.swarm_state import from_swarm
 from swarmlab.provision.autolock import init_args, swarm_options, unlock_if_locked
 from swarmlab.provision.context import declare_lab_facts, lab_node, lab_spec
 from swarmlab.provision.factcache import Request
-from swarmlab.provision.facts import OverlayNetworks, SwarmInfo, SwarmNodes
+from swarmlab.provision.facts import KernelModules, OverlayNetworks, SwarmInfo, SwarmNodes
 from swarmlab.provision.prefetch import register_facts
 from swarmlab.provision.shell import argv, line, q
 
@@ -272,17 +272,39 @@ def overlay_network(is_first: bool, net_name: str, command: str, subnet: str | N
     yield command
 
 
+def ingress_command(subnet: str | None, encrypted: bool) -> str:
+    """`docker network create` of the swarm's ingress network (routing mesh)."""
+    words = ["docker", "network", "create", "--driver", "overlay", "--ingress"]
+    if subnet:
+        words += ["--subnet", subnet]
+    if encrypted:
+        words += ["--opt", "encrypted"]
+    return argv(*words, "ingress")
+
+
 @operation()
-def ingress_network(is_first: bool):
-    """On the first manager: the swarm's ingress network, if someone removed it."""
+def ingress_network(is_first: bool, hardened: bool):
+    """On the first manager: the swarm's ingress network, if someone removed it. Under the
+    hardened profile it is encrypted where the kernel has ESP (CIS 7.3): an unencrypted one
+    is removed and created again with its subnet (Docker refuses while a service publishes a
+    port, and the host fails with its message). Without ESP there is nothing to encrypt with."""
     if not is_first:
         host.noop("not the first manager")
         return
     nets = host.get_fact(OverlayNetworks)
-    if any((n.get("Ingress") or n["Name"] == "ingress") for n in nets.values()):
+    ingress = next((n for n in nets.values() if n.get("Ingress") or n["Name"] == "ingress"), None)
+    encrypt = hardened and host.get_fact(KernelModules).get("esp4", "missing") != "missing"
+    if ingress is None:
+        yield ingress_command(None, encrypt)
+        return
+    if not encrypt or "encrypted" in (ingress.get("Options") or {}):
         host.noop("the ingress network exists")
         return
-    yield "docker network create --driver overlay --ingress ingress"
+    subnets = [c["Subnet"] for c in (ingress.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+    logger.warning(f"{host.print_prefix}ingress is not encrypted though the kernel has ESP "
+                   "(security.profile: hardened): re-creating it encrypted")
+    yield line("printf 'y\\n' |", argv("docker", "network", "rm", ingress["Name"]))  # it asks
+    yield ingress_command(subnets[0] if subnets else None, True)
 
 
 def swarm_facts(spec: LabSpec, node: NodeSpec) -> list[Request]:
@@ -327,7 +349,8 @@ def form_swarm() -> None:
             attachable=net.attachable,
             labels=dict(net.labels),
         )
-    ingress_network(name="ingress network", is_first=is_first)
+    ingress_network(name="ingress network", is_first=is_first,
+                    hardened=spec.security.profile == "hardened")
 
 
 register_facts(__name__, 80, lambda spec, node, distro: swarm_facts(spec, node))

@@ -243,6 +243,34 @@ def test_overlay_with_other_settings_is_recreated():
     assert "overlay secure" in warning and "encrypted=False, spec True" in warning
 
 
+
+
+INGRESS = {"Name": "ingress", "Ingress": True, "Options": {},
+           "IPAM": {"Config": [{"Subnet": "10.0.0.0/24"}]}}
+
+
+@pytest.mark.parametrize(("hardened", "esp", "want"), [
+    (False, "loaded", []),  # the lab profile leaves the ingress as Docker made it
+    (True, "missing", []),  # hardened, but no ESP to encrypt with (a container lab here)
+    (True, "loadable", [
+        "printf 'y\\n' | docker network rm ingress",
+        "docker network create --driver overlay --ingress --subnet 10.0.0.0/24 --opt encrypted ingress"]),
+])
+def test_hardened_ingress_is_encrypted_where_the_kernel_has_esp(hardened, esp, want):
+    from swarmlab.provision.facts import KernelModules
+    from swarmlab.provision.swarm import ingress_network
+
+    def ingress() -> None:
+        ingress_network(name="ingress network", is_first=True, hardened=hardened)
+
+    for have, expected in ((INGRESS, want), ({**INGRESS, "Options": {"encrypted": ""}}, [])):
+        run = run_deploy(ingress, LOCAL, "node1", {OverlayNetworks: {"ingress": have},
+                                                   KernelModules: {"esp4": esp}})
+        assert run.op("ingress network").commands == expected
+    gone = run_deploy(ingress, LOCAL, "node1", {OverlayNetworks: {}, KernelModules: {"esp4": esp}})
+    assert gone.op("ingress network").commands == [
+        "docker network create --driver overlay --ingress" + (" --opt encrypted" if want else "") + " ingress"]
+
 def test_overlay_drift_names_each_difference():
     net = {"Attachable": False, "Options": {}, "Labels": {"a": "1"},
            "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}]}}
