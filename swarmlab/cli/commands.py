@@ -411,7 +411,7 @@ def _verify(spec: LabSpec, path: Path, check: str | None = None) -> pipeline.Ver
         for line in result.repairs.get(failure.split(": ", 1)[0], []):
             click.echo(f"    {line}", err=True)
     if result.security:
-        lines = pipeline.security_report(result)
+        lines = pipeline.security_report(result, spec.security.profile == "hardened")
         findings = result.report.parent / "security-report.txt"
         findings.write_text("\n".join(lines + ["", "all findings:", *result.security_findings]) + "\n")
         for text in lines[:len(result.security)]:

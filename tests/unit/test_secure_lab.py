@@ -368,6 +368,25 @@ def test_summary_line_counts_security(tmp_path):
     assert counts == {"s1": {"pass": 0, "lab choice": 1, "fail": 0}} and findings
 
 
+
+def test_hardened_report_lists_each_lab_necessity_once_with_its_nodes(tmp_path):
+    findings = ["s1 CIS 2.13 lab choice: logs — no log server (spec: docker.log_driver)",
+                "s2 CIS 2.13 lab choice: logs — no log server (spec: docker.log_driver)",
+                "s1 CIS 7.3 lab choice: overlays — ingress: no ESP", "s1 CIS 2.2 pass: icc off"]
+    v = pipeline.VerifyResult(passed=4, failed=0, skipped=0, seconds=1, skip_reasons=[], report=tmp_path,
+                              security={"s1": {"pass": 1, "lab choice": 2, "fail": 0},
+                                        "s2": {"pass": 0, "lab choice": 1, "fail": 0}},
+                              security_findings=findings)
+    lab = pipeline.security_report(v)
+    assert not any("lab necessities" in line for line in lab)
+    hardened = pipeline.security_report(v, hardened=True)
+    assert hardened[:len(lab)] == lab
+    assert hardened[len(lab) + 1].startswith("lab necessities under security.profile: hardened")
+    assert hardened[len(lab) + 2:] == [
+        "  CIS 2.13: logs — no log server (spec: docker.log_driver) [s1, s2]",
+        "  CIS 7.3: overlays — ingress: no ESP [s1]"]
+
+
 @pytest.mark.parametrize(("cis", "key", "want", "good", "otherwise"), [
     ("2.14", "no-new-privileges", True, "no-new-privileges on", "containers may gain privileges (setuid)"),
     ("2.16", "userland-proxy", False, "userland-proxy off (published ports by iptables only)",
